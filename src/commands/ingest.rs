@@ -1,0 +1,46 @@
+//! `userstream ingest`: fetch pages into the raw log only.
+
+use super::{apply_source_args, runtime, shutdown_on_signal};
+use crate::cli::IngestArgs;
+use crate::config::Config;
+use crate::ingest::{Ingestor, Schedule, run_schedule};
+use crate::log::{AppendSignal, SqliteLog};
+use crate::pipeline::build_source;
+use anyhow::Context;
+use std::time::Duration;
+
+pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
+    apply_source_args(&mut config, &args.source);
+    // One page unless a total was asked for; --once insists on one page.
+    if args.once || config.ingest.max_users.is_none() {
+        config.ingest.max_users = Some(u64::from(config.ingest.batch_size));
+    }
+    config.validate()?;
+    config.ensure_data_dir()?;
+    runtime()?.block_on(async {
+        let log = SqliteLog::open(&config.log_path())
+            .with_context(|| format!("opening {}", config.log_path().display()))?;
+        let mut ingestor = Ingestor::new(
+            build_source(&config)?,
+            log,
+            &config.page_settings(),
+            uuid::Uuid::new_v4().to_string(),
+            AppendSignal::new(),
+        )?;
+        let schedule = Schedule {
+            interval: Duration::ZERO,
+            max_users: config.ingest.max_users,
+            stop_on_error: true,
+        };
+        let summary = run_schedule(&mut ingestor, &schedule, &shutdown_on_signal()).await?;
+        tracing::info!(
+            users = summary.users,
+            pages = summary.pages,
+            seed = %ingestor.cursor().seed,
+            next_page = ingestor.cursor().next_page,
+            "ingested into {}",
+            config.log_path().display()
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,39 @@
+//! `userstream process`: the raw log into the store, once or following.
+
+use super::{runtime, shutdown_on_signal};
+use crate::cli::ProcessArgs;
+use crate::config::Config;
+use crate::log::{AppendSignal, SqliteLog};
+use crate::pipeline::open_embedded;
+use crate::process::Processor;
+use anyhow::Context;
+
+pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
+    config.validate()?;
+    let (log, store) = open_embedded(&config)?;
+    drop(log);
+    let reader = SqliteLog::open(&config.log_path()).context("opening the log")?;
+    let mut processor = Processor::new(reader, store, config.processor_config());
+    let signal = AppendSignal::new();
+    // Without --follow the processor drains the log once and stops; with it, until Ctrl-C.
+    let rt = runtime()?;
+    if args.follow {
+        let cancel = rt.block_on(async { shutdown_on_signal() });
+        let closer = signal.clone();
+        rt.spawn(async move {
+            cancel.cancelled().await;
+            closer.close();
+        });
+    } else {
+        signal.close();
+    }
+    let summary = processor.run(&signal)?;
+    tracing::info!(
+        processed = summary.records,
+        stored = summary.rows,
+        dead_lettered = summary.dead_letters,
+        log_position = summary.position,
+        "processing stopped"
+    );
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `userstream query`: count, get, latest, find.
+
+use super::output::print_users;
+use crate::cli::{OutputFormat, Query, QueryArgs};
+use crate::config::Config;
+use crate::sink::{SqliteStore, UserFilter, UserQuery};
+use anyhow::{Context, bail};
+
+/// Opens the store read-only in spirit: a missing store is an error, not a new empty one.
+pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let path = config.store_path();
+    if !path.is_file() {
+        bail!(
+            "no store at {}: run `userstream run` (or `ingest` then `process`) first, or pass --data-dir",
+            path.display()
+        );
+    }
+    SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))
+}
+
+pub fn execute(config: &Config, args: QueryArgs) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    match args.query {
+        Query::Count => {
+            let count = store.count()?;
+            match args.format {
+                OutputFormat::Json => println!("{}", serde_json::json!({ "count": count })),
+                OutputFormat::Table => println!("{count}"),
+            }
+        }
+        Query::Get { id } => match store.get(id)? {
+            Some(row) => match args.format {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&row)?),
+                OutputFormat::Table => {
+                    for (column, value) in crate::model::row::COLUMNS.iter().zip(row.values()) {
+                        println!("{column:>15}  {value}");
+                    }
+                }
+            },
+            None => bail!("no user with id {id}"),
+        },
+        Query::Latest { n } => print_users(&store.latest(n)?, args.format)?,
+        Query::Find {
+            country,
+            gender,
+            limit,
+        } => {
+            let filter = UserFilter {
+                country,
+                gender,
+                limit,
+            };
+            print_users(&store.filter(&filter)?, args.format)?;
+        }
+    }
+    Ok(())
+}

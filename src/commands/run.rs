@@ -1,0 +1,33 @@
+//! `userstream run`: the whole pipeline until Ctrl-C (or `--max-users`).
+
+use super::{apply_source_args, runtime, shutdown_on_signal};
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::pipeline::run_pipeline;
+
+pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
+    apply_source_args(&mut config, &args.source);
+    if let Some(interval) = args.interval {
+        config.ingest.interval = interval;
+        config.ingest.rate = None;
+    }
+    if let Some(rate) = args.rate {
+        config.ingest.rate = Some(rate);
+    }
+    config.validate()?;
+    runtime()?.block_on(async {
+        let cancel = shutdown_on_signal();
+        let summary = run_pipeline(&config, cancel, true).await?;
+        tracing::info!(
+            fetched = summary.ingest.users,
+            processed = summary.process.records,
+            stored = summary.process.rows,
+            dead_lettered = summary.process.dead_letters,
+            failed_pages = summary.ingest.failed_pages,
+            log_position = summary.process.position,
+            elapsed = ?summary.elapsed,
+            "pipeline stopped"
+        );
+        Ok(())
+    })
+}

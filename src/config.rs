@@ -1,0 +1,243 @@
+//! Configuration: built-in defaults, then a TOML file, then `USERSTREAM_*` environment variables,
+//! then command-line flags (applied by each command), each layer overriding the one before.
+//!
+//! Every key is checked: an unknown key or a bad value is an error naming the key and where it came
+//! from, never a silently ignored setting.
+
+use crate::source::generator::validate_nationalities;
+use crate::source::randomuser::ClientConfig;
+use crate::source::randomuser::config::MAX_RESULTS;
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "userstream.toml";
+
+/// The API's published limit per IP, which no configuration may exceed against the real API.
+pub const API_USERS_PER_5_MIN: u32 = 20_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded log and store live (`log.db`, `store.db`).
+    pub data_dir: PathBuf,
+    pub ingest: IngestConfig,
+    pub randomuser: ClientConfig,
+    pub process: ProcessConfig,
+}
+
+/// Which source ingest pulls from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The built-in generator: offline, reproducible, unlimited.
+    Generator,
+    /// An HTTP randomuser.me API: the real one by default, or `[randomuser] url`.
+    Randomuser,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub source: SourceKind,
+    /// Users per request (the API's `results`, 1..=5000).
+    pub batch_size: u32,
+    /// Time between requests; `0s` means back to back.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Users per second; when set, the interval becomes `batch_size / rate`.
+    pub rate: Option<f64>,
+    /// Paging seed; a random one is chosen (and kept in the log) when unset.
+    pub seed: Option<String>,
+    /// Nationalities to request (`US`, `GB`, ...); empty means all.
+    pub nat: Vec<String>,
+    /// Stop after this many users (rounded up to whole pages); unset means run until stopped.
+    pub max_users: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// Most log records per store transaction.
+    pub batch_size: usize,
+    /// How often a processor with no in-process ingest looks for new records.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Attempts at committing one batch before the processor stops with an error.
+    pub commit_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("userstream-data"),
+            ingest: IngestConfig::default(),
+            randomuser: ClientConfig::default(),
+            process: ProcessConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            source: SourceKind::Generator,
+            batch_size: 100,
+            interval: Duration::from_secs(1),
+            rate: None,
+            seed: None,
+            nat: Vec::new(),
+            max_users: None,
+        }
+    }
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 5000,
+            poll_interval: Duration::from_millis(200),
+            commit_attempts: 8,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `userstream.toml` if present), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        // `USERSTREAM_INGEST__BATCH_SIZE=500` sets `ingest.batch_size`. `USERSTREAM_CONFIG` and
+        // `USERSTREAM_LOG` belong to the command line and the logger, not to this file's keys.
+        let env = Env::prefixed("USERSTREAM_")
+            .split("__")
+            .ignore(&["config", "log"]);
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|err| anyhow::anyhow!("invalid configuration: {}", describe(err)))?;
+        Ok(config)
+    }
+
+    /// Checks values that are well-typed but wrong; run after command-line overrides.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let ingest = &self.ingest;
+        if !(1..=MAX_RESULTS).contains(&ingest.batch_size) {
+            bail!(
+                "ingest.batch_size = {} is out of range: the API serves 1..={MAX_RESULTS} users per request",
+                ingest.batch_size
+            );
+        }
+        if let Some(rate) = ingest.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("ingest.rate = {rate} must be a positive number of users per second");
+            }
+        }
+        if ingest.max_users == Some(0) {
+            bail!("ingest.max_users = 0 would fetch nothing; leave it unset to run until stopped");
+        }
+        validate_nationalities(&ingest.nat).context("ingest.nat")?;
+        if self.process.batch_size == 0 {
+            bail!("process.batch_size must be at least 1");
+        }
+        if self.process.commit_attempts == 0 {
+            bail!("process.commit_attempts must be at least 1");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir must not be empty");
+        }
+        let api = &self.randomuser;
+        if api.max_attempts == 0 {
+            bail!("randomuser.max_attempts must be at least 1");
+        }
+        if api.timeout.is_zero() {
+            bail!("randomuser.timeout must be more than 0s");
+        }
+        if ingest.source == SourceKind::Randomuser {
+            reqwest::Url::parse(&api.url)
+                .with_context(|| format!("randomuser.url = {:?} is not a URL", api.url))?;
+            let public = api.url.contains("randomuser.me");
+            if public && (api.users_per_window == 0 || api.users_per_window > API_USERS_PER_5_MIN)
+                || public && api.window < Duration::from_secs(300)
+            {
+                bail!(
+                    "randomuser.users_per_window = {} per {:?} exceeds randomuser.me's published limit of \
+                     {API_USERS_PER_5_MIN} users per 5 minutes per IP",
+                    api.users_per_window,
+                    api.window
+                );
+            }
+            if api.users_per_window != 0 && ingest.batch_size > api.users_per_window {
+                bail!(
+                    "ingest.batch_size = {} exceeds randomuser.users_per_window = {}: no request could ever be sent",
+                    ingest.batch_size,
+                    api.users_per_window
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The time between fetches the schedule should keep.
+    pub fn fetch_interval(&self) -> Duration {
+        match self.ingest.rate {
+            Some(rate) => Duration::from_secs_f64(f64::from(self.ingest.batch_size) / rate),
+            None => self.ingest.interval,
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("log.db")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("store.db")
+    }
+
+    /// Creates the data directory, naming it if that fails.
+    pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating data directory {}", self.data_dir.display()))
+    }
+}
+
+/// One line per problem, each naming the key and its source.
+fn describe(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!(" (key `{}`)", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" in {} {src}", m.name),
+                    None => format!(" in {}", m.name),
+                })
+                .unwrap_or_default();
+            format!("{}{key}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! Bad configuration must fail loudly, naming the key.
+
+use super::*;
+
+fn load_toml(text: &str) -> anyhow::Result<Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(Some(&path))
+}
+
+#[test]
+fn defaults_are_valid_and_offline() {
+    let config = Config::default();
+    config.validate().unwrap();
+    assert_eq!(config.ingest.source, SourceKind::Generator);
+}
+
+#[test]
+fn file_values_override_defaults() {
+    let config = load_toml("[ingest]\nbatch_size = 250\ninterval = \"250ms\"\nnat = [\"GB\"]\n").unwrap();
+    assert_eq!(config.ingest.batch_size, 250);
+    assert_eq!(config.ingest.interval, Duration::from_millis(250));
+    assert_eq!(config.ingest.nat, ["GB"]);
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    let err = load_toml("[ingest]\nbatchsize = 5\n").unwrap_err().to_string();
+    assert!(err.contains("batchsize") && err.contains("ingest"), "{err}");
+    let err = load_toml("[ingest]\nbatch_size = \"many\"\n").unwrap_err().to_string();
+    assert!(err.contains("ingest.batch_size"), "{err}");
+    let err = load_toml("[ingest]\ninterval = \"soon\"\n").unwrap_err().to_string();
+    assert!(err.contains("ingest.interval"), "{err}");
+    let err = load_toml("[ingest\n").unwrap_err().to_string();
+    assert!(err.contains("invalid configuration"), "{err}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let err = Config::load(Some(Path::new("/nonexistent/u.toml"))).unwrap_err().to_string();
+    assert_eq!(err, "config file /nonexistent/u.toml does not exist");
+}
+
+#[test]
+fn out_of_range_values_are_rejected() {
+    let mut config = Config::default();
+    config.ingest.batch_size = 5001;
+    assert!(config.validate().unwrap_err().to_string().contains("ingest.batch_size = 5001"));
+    let mut config = Config::default();
+    config.ingest.nat = vec!["ZZ".into()];
+    assert!(format!("{:#}", config.validate().unwrap_err()).contains("unknown nationality \"ZZ\""));
+    let mut config = Config::default();
+    config.ingest.rate = Some(-1.0);
+    assert!(config.validate().is_err());
+}
+
+#[test]
+fn the_public_api_limit_cannot_be_configured_away() {
+    let mut config = Config::default();
+    config.ingest.source = SourceKind::Randomuser;
+    config.validate().unwrap();
+    config.randomuser.users_per_window = 50_000;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("published limit"), "{err}");
+    // A local server may be hammered at will.
+    config.randomuser.url = "http://127.0.0.1:8000/api/".into();
+    config.randomuser.users_per_window = 0;
+    config.validate().unwrap();
+}

@@ -1,0 +1,162 @@
+//! Ingest: source -> credential removal -> raw log, one page at a time ([`Ingestor`]), on a
+//! schedule ([`schedule`]).
+//!
+//! A page's records and the paging cursor that follows it are appended in one transaction, so a
+//! crash at any instant leaves either the whole page and the advanced cursor, or neither: the next
+//! start refetches exactly the missing page (same seed, same page, same users).
+
+pub mod schedule;
+
+pub use schedule::{Schedule, ScheduleSummary, run_schedule};
+
+use crate::log::{AppendBatch, AppendSignal, IngestCursor, LogError, RawLog};
+use crate::model::redact::redact_credentials;
+use crate::source::{FetchError, FetchRequest, Source};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The page could not be fetched; nothing was written and the cursor did not move.
+    #[error("fetching page {page} of seed {seed:?}: {error}")]
+    Fetch {
+        page: u64,
+        seed: String,
+        error: FetchError,
+    },
+    /// The log could not be written: ingest must stop, since nothing fetched could be kept.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// What ingest has done so far in this process.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub pages: AtomicU64,
+    pub records: AtomicU64,
+    pub empty_pages: AtomicU64,
+    pub failed_pages: AtomicU64,
+}
+
+/// Which pages to fetch.
+#[derive(Debug, Clone)]
+pub struct PageSettings {
+    pub batch_size: u32,
+    pub seed: Option<String>,
+    pub nat: Vec<String>,
+}
+
+/// Fetches pages from a source and appends them to the log.
+pub struct Ingestor<S, L> {
+    source: S,
+    log: L,
+    source_key: String,
+    run_id: String,
+    cursor: IngestCursor,
+    nat: Vec<String>,
+    signal: AppendSignal,
+    stats: Arc<IngestStats>,
+}
+
+impl<S: Source, L: RawLog> Ingestor<S, L> {
+    /// Resumes the source's stored cursor when it matches `settings`, else starts a new one.
+    pub fn new(
+        source: S,
+        mut log: L,
+        settings: &PageSettings,
+        run_id: String,
+        signal: AppendSignal,
+    ) -> Result<Self, LogError> {
+        let source_key = source.key();
+        let stored = log.cursor(&source_key)?;
+        let cursor = match stored {
+            Some(c)
+                if c.page_size == settings.batch_size
+                    && settings.seed.as_ref().is_none_or(|s| *s == c.seed) =>
+            {
+                tracing::info!(seed = %c.seed, page = c.next_page, "resuming ingest cursor");
+                c
+            }
+            _ => IngestCursor {
+                seed: settings
+                    .seed
+                    .clone()
+                    .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())),
+                page_size: settings.batch_size,
+                next_page: 1,
+            },
+        };
+        Ok(Self {
+            source,
+            log,
+            source_key,
+            run_id,
+            cursor,
+            nat: settings.nat.clone(),
+            signal,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<IngestStats> {
+        Arc::clone(&self.stats)
+    }
+
+    pub fn cursor(&self) -> &IngestCursor {
+        &self.cursor
+    }
+
+    /// Fetches the next page and appends it; returns the number of records appended.
+    ///
+    /// Cancel-safe: the only await point is the fetch, so dropping the future never interrupts an
+    /// append, and a dropped fetch leaves the cursor where it was.
+    pub async fn ingest_page(&mut self) -> Result<u64, IngestError> {
+        let request = FetchRequest {
+            results: self.cursor.page_size,
+            seed: &self.cursor.seed,
+            page: self.cursor.next_page,
+            nat: &self.nat,
+        };
+        let page = match self.source.fetch(&request).await {
+            Ok(page) => page,
+            Err(error) => {
+                self.stats.failed_pages.fetch_add(1, Relaxed);
+                return Err(IngestError::Fetch {
+                    page: self.cursor.next_page,
+                    seed: self.cursor.seed.clone(),
+                    error,
+                });
+            }
+        };
+        let fetched_at_micros = chrono::Utc::now().timestamp_micros();
+        if page.records.is_empty() {
+            // An incident answer: keep the cursor so the same page is asked for again.
+            self.stats.empty_pages.fetch_add(1, Relaxed);
+            tracing::warn!(page = self.cursor.next_page, "API returned no users; will ask again");
+            return Ok(0);
+        }
+        let next = IngestCursor {
+            next_page: self.cursor.next_page + 1,
+            ..self.cursor.clone()
+        };
+        let count = page.records.len() as u64;
+        // Synchronous on purpose (see the cancel-safety note above); SQLite blocks anyway.
+        let last = tokio::task::block_in_place(|| {
+            let records = page.records.iter().map(|r| redact_credentials(r)).collect();
+            self.log.append(AppendBatch {
+                run_id: &self.run_id,
+                source: &self.source_key,
+                fetched_at_micros,
+                records,
+                cursor: Some((&self.source_key, next.clone())),
+            })
+        })?;
+        self.cursor = next;
+        self.stats.pages.fetch_add(1, Relaxed);
+        self.stats.records.fetch_add(count, Relaxed);
+        if let Some(seq) = last {
+            self.signal.appended(seq);
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,79 @@
+//! The ingest schedule: a page every `interval` (or back to back), until cancelled or until
+//! `max_users` have been appended.
+
+use super::{IngestError, Ingestor};
+use crate::log::RawLog;
+use crate::source::Source;
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+/// After a failed page, wait at least this long before the next try, so that a persistent error
+/// (a wrong URL, say) with a zero interval doesn't spin.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Time between the starts of two fetches; zero means back to back.
+    pub interval: Duration,
+    pub max_users: Option<u64>,
+    /// Stop at the first failed page instead of trying again at the next tick (`ingest --once`).
+    pub stop_on_error: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ScheduleSummary {
+    pub users: u64,
+    pub pages: u64,
+    pub failed_pages: u64,
+}
+
+/// Runs ingest until `cancel` fires or `max_users` is reached. Log errors end it with an error;
+/// fetch errors are logged and retried at the next tick (unless `stop_on_error`).
+pub async fn run_schedule<S: Source, L: RawLog>(
+    ingestor: &mut Ingestor<S, L>,
+    schedule: &Schedule,
+    cancel: &CancellationToken,
+) -> Result<ScheduleSummary, IngestError> {
+    let mut summary = ScheduleSummary::default();
+    let mut ticker = (!schedule.interval.is_zero()).then(|| {
+        let mut t = tokio::time::interval(schedule.interval);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        if schedule.max_users.is_some_and(|max| summary.users >= max) {
+            break;
+        }
+        if let Some(ticker) = ticker.as_mut() {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+        }
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            result = ingestor.ingest_page() => result,
+        };
+        match result {
+            Ok(users) => {
+                summary.users += users;
+                summary.pages += u64::from(users > 0);
+            }
+            Err(err @ IngestError::Log(_)) => return Err(err),
+            Err(err) if schedule.stop_on_error => return Err(err),
+            Err(err) => {
+                summary.failed_pages += 1;
+                tracing::error!(error = %err, "page not ingested; trying again at the next tick");
+                let resume = Instant::now() + PAUSE_AFTER_FAILURE;
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep_until(resume) => {}
+                }
+            }
+        }
+    }
+    Ok(summary)
+}

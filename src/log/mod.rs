@@ -1,0 +1,73 @@
+//! The raw log: every fetched record, in fetch order, durable before anyone downstream sees it.
+//!
+//! It is the single source of truth of the pipeline. Ingest appends to it (records and the source's
+//! paging cursor in one transaction); processors read it by sequence number and keep their own
+//! position next to the rows they write. Later buses (Kafka) relay from it as an outbox.
+
+pub mod signal;
+pub mod sqlite;
+
+pub use signal::AppendSignal;
+pub use sqlite::SqliteLog;
+
+/// Errors of a log backend, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("raw log {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("raw log at {path}: {reason}")]
+    Incompatible { path: String, reason: String },
+}
+
+/// One stored raw record.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Position in the log: strictly increasing, never reused.
+    pub seq: u64,
+    /// When ingest received the page holding this record (Unix microseconds); the start of the
+    /// end-to-end latency measurement.
+    pub fetched_at_micros: i64,
+    /// The API record, credentials removed.
+    pub record: String,
+}
+
+/// Where a seeded source continues after the last appended page. Stored in the same transaction as
+/// the page's records, so after a crash ingest neither skips nor refetches a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestCursor {
+    pub seed: String,
+    /// Pages only line up for one page size, so a change of size starts a new seed.
+    pub page_size: u32,
+    pub next_page: u64,
+}
+
+/// Records fetched together, appended atomically.
+#[derive(Debug)]
+pub struct AppendBatch<'a> {
+    pub run_id: &'a str,
+    pub source: &'a str,
+    pub fetched_at_micros: i64,
+    pub records: Vec<String>,
+    /// The cursor to store with these records (key, position after this page).
+    pub cursor: Option<(&'a str, IngestCursor)>,
+}
+
+/// A durable, ordered log of raw records. Implementations are blocking; async callers use
+/// `spawn_blocking`.
+pub trait RawLog: Send {
+    /// Identifies this log instance, so a consumer position can't be applied to a different log.
+    fn log_id(&self) -> &str;
+    /// Appends the batch and its cursor atomically; returns the last sequence number written, or
+    /// `None` for an empty batch that only moved the cursor.
+    fn append(&mut self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError>;
+    /// Up to `limit` records with `seq > after`, in order.
+    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError>;
+    /// The highest sequence number written so far (0 when empty).
+    fn last_seq(&mut self) -> Result<u64, LogError>;
+    /// The stored cursor of a source, if any.
+    fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError>;
+}

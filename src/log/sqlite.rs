@@ -1,0 +1,219 @@
+//! The raw log on SQLite in WAL mode: one writer, any number of concurrent readers.
+
+use super::{AppendBatch, IngestCursor, LogError, LogRecord, RawLog};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- AUTOINCREMENT: a sequence number is never reused, even if the tail is ever deleted, so a stored
+-- consumer position can never point at a different record.
+CREATE TABLE IF NOT EXISTS raw_records (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id     TEXT    NOT NULL,
+    source     TEXT    NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    record     TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_cursors (
+    source_key TEXT    PRIMARY KEY,
+    seed       TEXT    NOT NULL,
+    page_size  INTEGER NOT NULL,
+    next_page  INTEGER NOT NULL
+);
+";
+
+/// A raw log stored in one SQLite file.
+pub struct SqliteLog {
+    conn: Connection,
+    log_id: String,
+}
+
+fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> LogError {
+    move |source| LogError::Sqlite { op, source }
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log at `path`.
+    ///
+    /// `synchronous = FULL`: the log is the only copy of fetched records, and a processor's stored
+    /// position may already point past an append that a power cut would undo under `NORMAL`; then
+    /// new records would reuse those sequence numbers and be skipped. With `FULL`, a committed
+    /// append survives power loss.
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        let conn = Connection::open(path).map_err(sql("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(sql("set busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("set synchronous"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql("read schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(LogError::Incompatible {
+                path: path.display().to_string(),
+                reason: format!(
+                    "schema version {version} is newer than this binary's {SCHEMA_VERSION}; upgrade userstream"
+                ),
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sql("set schema version"))?;
+        let fresh_id = uuid::Uuid::new_v4().to_string();
+        conn.execute(
+            "INSERT OR IGNORE INTO log_meta (key, value) VALUES ('log_id', ?1)",
+            [&fresh_id],
+        )
+        .map_err(sql("store log id"))?;
+        let log_id = conn
+            .query_row("SELECT value FROM log_meta WHERE key = 'log_id'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("read log id"))?;
+        Ok(Self { conn, log_id })
+    }
+
+    /// Number of records in the log; for summaries and tests.
+    pub fn count(&self) -> Result<u64, LogError> {
+        self.conn
+            .query_row("SELECT count(*) FROM raw_records", [], |r| r.get(0))
+            .map_err(sql("count records"))
+    }
+}
+
+impl RawLog for SqliteLog {
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    fn append(&mut self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
+        let tx = self.conn.transaction().map_err(sql("begin append"))?;
+        let mut last = None;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO raw_records (run_id, source, fetched_at, record) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql("prepare append"))?;
+            for record in &batch.records {
+                insert
+                    .execute(params![
+                        batch.run_id,
+                        batch.source,
+                        batch.fetched_at_micros,
+                        record
+                    ])
+                    .map_err(sql("append record"))?;
+                last = Some(tx.last_insert_rowid() as u64);
+            }
+            if let Some((key, cursor)) = &batch.cursor {
+                tx.prepare_cached(
+                    "INSERT INTO ingest_cursors (source_key, seed, page_size, next_page) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (source_key) DO UPDATE SET seed = excluded.seed,
+                         page_size = excluded.page_size, next_page = excluded.next_page",
+                )
+                .map_err(sql("prepare cursor update"))?
+                .execute(params![key, cursor.seed, cursor.page_size, cursor.next_page as i64])
+                .map_err(sql("update cursor"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit append"))?;
+        Ok(last)
+    }
+
+    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, fetched_at, record FROM raw_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(sql("prepare read"))?;
+        let rows = stmt
+            .query_map(params![after as i64, limit as i64], |r| {
+                Ok(LogRecord {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    fetched_at_micros: r.get(1)?,
+                    record: r.get(2)?,
+                })
+            })
+            .map_err(sql("read records"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("read records"))
+    }
+
+    fn last_seq(&mut self) -> Result<u64, LogError> {
+        self.conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM raw_records", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(sql("read last sequence number"))
+    }
+
+    fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {
+        self.conn
+            .query_row(
+                "SELECT seed, page_size, next_page FROM ingest_cursors WHERE source_key = ?1",
+                [key],
+                |r| {
+                    Ok(IngestCursor {
+                        seed: r.get(0)?,
+                        page_size: r.get(1)?,
+                        next_page: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read cursor"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch<'a>(records: &[&str], cursor: Option<(&'a str, IngestCursor)>) -> AppendBatch<'a> {
+        AppendBatch {
+            run_id: "run",
+            source: "test",
+            fetched_at_micros: 7,
+            records: records.iter().map(|s| s.to_string()).collect(),
+            cursor,
+        }
+    }
+
+    #[test]
+    fn appends_in_order_and_reads_after_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+        assert_eq!(log.append(batch(&["a", "b"], None)).unwrap(), Some(2));
+        assert_eq!(log.append(batch(&["c"], None)).unwrap(), Some(3));
+        let read: Vec<_> = log.read_after(1, 10).unwrap().into_iter().map(|r| r.record).collect();
+        assert_eq!(read, ["b", "c"]);
+        assert_eq!(log.read_after(1, 1).unwrap().len(), 1);
+        assert_eq!(log.last_seq().unwrap(), 3);
+    }
+
+    #[test]
+    fn cursor_moves_with_its_records_and_log_id_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let cursor = IngestCursor { seed: "s".into(), page_size: 2, next_page: 5 };
+        let id = {
+            let mut log = SqliteLog::open(&path).unwrap();
+            log.append(batch(&["a"], Some(("gen", cursor.clone())))).unwrap();
+            log.log_id().to_owned()
+        };
+        let mut log = SqliteLog::open(&path).unwrap();
+        assert_eq!(log.log_id(), id);
+        assert_eq!(log.cursor("gen").unwrap(), Some(cursor));
+        assert_eq!(log.cursor("other").unwrap(), None);
+    }
+}

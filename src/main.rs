@@ -1,0 +1,17 @@
+//! The `userstream` binary: parses the command line and hands over to [`userstream::commands`].
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = userstream::cli::Cli::parse();
+    userstream::telemetry::init_logging(cli.global.verbose, cli.global.quiet);
+    match userstream::commands::dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line: "loading config: ...: ...".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The embedded pipeline as one process: an ingest task and a processor thread around the log,
+//! sharing an [`AppendSignal`] so a committed page is processed at once.
+
+use crate::config::{Config, SourceKind};
+use crate::ingest::{Ingestor, PageSettings, Schedule, ScheduleSummary, run_schedule};
+use crate::log::{AppendSignal, SqliteLog};
+use crate::process::processor::ProcessSummary;
+use crate::process::{Processor, ProcessorConfig};
+use crate::sink::SqliteStore;
+use crate::source::{AnySource, GeneratorSource, RandomUserClient};
+use anyhow::Context;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What a pipeline run did.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub ingest: ScheduleSummary,
+    pub process: ProcessSummary,
+    pub elapsed: Duration,
+}
+
+/// The source the configuration asks for.
+pub fn build_source(config: &Config) -> anyhow::Result<AnySource> {
+    Ok(match config.ingest.source {
+        SourceKind::Generator => AnySource::Generator(GeneratorSource::new()),
+        SourceKind::Randomuser => AnySource::RandomUser(Box::new(
+            RandomUserClient::new(config.randomuser.clone()).context("creating API client")?,
+        )),
+    })
+}
+
+impl Config {
+    pub fn processor_config(&self) -> ProcessorConfig {
+        ProcessorConfig {
+            batch_size: self.process.batch_size,
+            poll_interval: self.process.poll_interval,
+            commit_attempts: self.process.commit_attempts,
+        }
+    }
+
+    pub fn page_settings(&self) -> PageSettings {
+        PageSettings {
+            batch_size: self.ingest.batch_size,
+            seed: self.ingest.seed.clone(),
+            nat: self.ingest.nat.iter().map(|n| n.trim().to_uppercase()).collect(),
+        }
+    }
+}
+
+/// Opens the embedded log and store under `config.data_dir`.
+pub fn open_embedded(config: &Config) -> anyhow::Result<(SqliteLog, SqliteStore)> {
+    config.ensure_data_dir()?;
+    let log_path = config.log_path();
+    let log = SqliteLog::open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
+    let store_path = config.store_path();
+    let store =
+        SqliteStore::open(&store_path).with_context(|| format!("opening {}", store_path.display()))?;
+    Ok((log, store))
+}
+
+/// Runs ingest and processing until `cancel` fires or `ingest.max_users` is reached, then lets
+/// the processor drain everything ingested before returning.
+pub async fn run_pipeline(
+    config: &Config,
+    cancel: CancellationToken,
+    show_progress: bool,
+) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let (writer, store) = open_embedded(config)?;
+    let reader = SqliteLog::open(&config.log_path()).context("opening the log for reading")?;
+    let signal = AppendSignal::new();
+
+    let mut processor = Processor::new(reader, store, config.processor_config());
+    let process_stats = processor.stats();
+    let processor_thread = {
+        let signal = signal.clone();
+        let cancel = cancel.clone();
+        std::thread::Builder::new()
+            .name("processor".into())
+            .spawn(move || {
+                let result = processor.run(&signal);
+                if result.is_err() {
+                    // Nothing ingested from here on could be processed: stop the run.
+                    cancel.cancel();
+                }
+                result
+            })
+            .context("starting the processor thread")?
+    };
+
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let mut ingestor = Ingestor::new(
+        build_source(config)?,
+        writer,
+        &config.page_settings(),
+        run_id.clone(),
+        signal.clone(),
+    )?;
+    tracing::info!(
+        run_id,
+        source = ?config.ingest.source,
+        seed = %ingestor.cursor().seed,
+        page = ingestor.cursor().next_page,
+        batch_size = config.ingest.batch_size,
+        interval = ?config.fetch_interval(),
+        data_dir = %config.data_dir.display(),
+        "pipeline started"
+    );
+    let progress_done = CancellationToken::new();
+    let progress = show_progress.then(|| {
+        crate::telemetry::spawn_progress(
+            ingestor.stats(),
+            process_stats,
+            config.ingest.max_users,
+            progress_done.clone(),
+        )
+    });
+    let schedule = Schedule {
+        interval: config.fetch_interval(),
+        max_users: config.ingest.max_users,
+        stop_on_error: false,
+    };
+    let ingest_result = run_schedule(&mut ingestor, &schedule, &cancel).await;
+    // From here the processor drains what is in the log and stops.
+    signal.close();
+    let process_result = tokio::task::spawn_blocking(move || processor_thread.join())
+        .await
+        .context("waiting for the processor")?
+        .map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
+    progress_done.cancel();
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    let process = process_result.context("processing")?;
+    let ingest = ingest_result.context("ingesting")?;
+    Ok(RunSummary {
+        ingest,
+        process,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,130 @@
+//! Validation and transform of one raw API record into a [`UserRow`], as DATA.md defines the row.
+//!
+//! This is a pure function of the record's bytes: the same record always gives the same row or the
+//! same rejection, which is what makes replays and restarts produce the same exact result.
+
+use crate::model::api::{ApiUser, Scalar};
+use crate::model::row::UserRow;
+use chrono::{DateTime, Utc};
+use std::borrow::Cow;
+use uuid::Uuid;
+
+/// Why a record was rejected; stored verbatim as the dead-letter reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("not a JSON user object: {0}")]
+    NotJson(String),
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("{field} is not a valid {expected}: {value:?}")]
+    Malformed {
+        field: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+}
+
+/// Validates `raw` (one API record, credentials already removed) and builds its row.
+pub fn transform(raw: &str) -> Result<UserRow, Invalid> {
+    let user: ApiUser<'_> =
+        serde_json::from_str(raw).map_err(|err| Invalid::NotJson(err.to_string()))?;
+
+    let login = user.login.as_ref().ok_or(Invalid::Missing("login"))?;
+    let uuid_text = required(&login.uuid, "login.uuid")?;
+    let id = Uuid::parse_str(uuid_text).map_err(|_| Invalid::Malformed {
+        field: "login.uuid",
+        expected: "UUID",
+        value: uuid_text.to_owned(),
+    })?;
+    // The nil UUID would make every such record collide on one row.
+    if id.is_nil() {
+        return Err(Invalid::Malformed {
+            field: "login.uuid",
+            expected: "non-nil UUID",
+            value: uuid_text.to_owned(),
+        });
+    }
+
+    let name = user.name.as_ref().ok_or(Invalid::Missing("name"))?;
+    let location = user.location.as_ref().ok_or(Invalid::Missing("location"))?;
+    let street = location
+        .street
+        .as_ref()
+        .ok_or(Invalid::Missing("location.street"))?;
+    let street_number = scalar(&street.number, "location.street.number")?;
+    let street_name = required(&street.name, "location.street.name")?;
+    let city = required(&location.city, "location.city")?;
+    let state = required(&location.state, "location.state")?;
+    let country = required(&location.country, "location.country")?;
+    // Some postcodes are legitimately empty strings in the API; missing altogether is not.
+    let post_code = location
+        .postcode
+        .as_ref()
+        .ok_or(Invalid::Missing("location.postcode"))?
+        .to_text();
+
+    let email = required(&user.email, "email")?;
+    if !email.contains('@') {
+        return Err(Invalid::Malformed {
+            field: "email",
+            expected: "email address",
+            value: email.to_owned(),
+        });
+    }
+
+    Ok(UserRow {
+        id,
+        first_name: required(&name.first, "name.first")?.to_owned(),
+        last_name: required(&name.last, "name.last")?.to_owned(),
+        gender: required(&user.gender, "gender")?.to_owned(),
+        address: format!("{street_number} {street_name}, {city}, {state}, {country}"),
+        post_code,
+        email: email.to_owned(),
+        username: required(&login.username, "login.username")?.to_owned(),
+        dob: timestamp(user.dob.as_ref().and_then(|d| d.date.as_ref()), "dob.date")?,
+        registered_date: timestamp(
+            user.registered.as_ref().and_then(|d| d.date.as_ref()),
+            "registered.date",
+        )?,
+        phone: required(&user.phone, "phone")?.to_owned(),
+        picture: required(
+            &user.picture.as_ref().and_then(|p| p.medium.clone()),
+            "picture.medium",
+        )?
+        .to_owned(),
+    })
+}
+
+/// A present, non-blank string field.
+fn required<'s>(value: &'s Option<Cow<'_, str>>, field: &'static str) -> Result<&'s str, Invalid> {
+    let text = value.as_deref().ok_or(Invalid::Missing(field))?.trim();
+    if text.is_empty() {
+        return Err(Invalid::Empty(field));
+    }
+    Ok(text)
+}
+
+/// A present, non-blank number-or-string field, as text.
+fn scalar(value: &Option<Scalar<'_>>, field: &'static str) -> Result<String, Invalid> {
+    let text = value.as_ref().ok_or(Invalid::Missing(field))?.to_text();
+    if text.is_empty() {
+        return Err(Invalid::Empty(field));
+    }
+    Ok(text)
+}
+
+fn timestamp(value: Option<&Cow<'_, str>>, field: &'static str) -> Result<DateTime<Utc>, Invalid> {
+    let text = value.ok_or(Invalid::Missing(field))?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|ts| ts.with_timezone(&Utc))
+        .map_err(|_| Invalid::Malformed {
+            field,
+            expected: "RFC 3339 timestamp",
+            value: text.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! Where processed records end up: rows, dead letters, and the processor's position in the log.
+//!
+//! The contract every sink keeps: [`Sink::commit`] makes the rows, the dead letters and the new
+//! position durable together (one transaction where the store has them), so a crash either keeps
+//! all of a batch or none of it, and the next start resumes exactly after the last kept batch.
+//! Rows are upserts by id, so a batch that is written again changes nothing.
+
+pub mod query;
+pub mod sqlite;
+
+pub use query::{DeadLetterEntry, UserFilter, UserQuery};
+pub use sqlite::SqliteStore;
+
+use crate::model::UserRow;
+
+/// Errors of a sink, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("store {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store at {path}: {reason}")]
+    Incompatible { path: String, reason: String },
+}
+
+/// A record that failed validation, kept with its reason and its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub log_seq: u64,
+    pub reason: String,
+    pub record: String,
+}
+
+/// One processed batch: everything to make durable in a single step.
+#[derive(Debug)]
+pub struct Commit<'a> {
+    pub rows: &'a [UserRow],
+    pub dead_letters: &'a [DeadLetter],
+    /// Which log the position belongs to.
+    pub log_id: &'a str,
+    /// The last log sequence number covered by this batch.
+    pub position: u64,
+}
+
+/// A store of rows that also keeps the consumer position (blocking; see [`crate::log::RawLog`]).
+pub trait Sink: Send {
+    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError>;
+    /// The last committed position for `log_id`; `None` before the first commit.
+    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError>;
+}

@@ -1,0 +1,36 @@
+//! Read access to stored users, the same for every store so `userstream query` looks the same.
+
+use super::SinkError;
+use crate::model::UserRow;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A filter over stored users; empty fields match everything.
+#[derive(Debug, Default, Clone)]
+pub struct UserFilter {
+    /// Country name as the API writes it ("Germany"); matched case-insensitively against the
+    /// address's last component, since the row keeps the country only there.
+    pub country: Option<String>,
+    pub gender: Option<String>,
+    pub limit: usize,
+}
+
+/// One dead-letter row as shown to users.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterEntry {
+    pub log_seq: u64,
+    pub reason: String,
+    pub failed_at: String,
+    pub record: String,
+}
+
+/// Queries every store answers.
+pub trait UserQuery {
+    fn count(&self) -> Result<u64, SinkError>;
+    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError>;
+    /// The `limit` most recently stored users, newest first.
+    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError>;
+    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError>;
+    fn dead_letter_count(&self) -> Result<u64, SinkError>;
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError>;
+}

@@ -1,0 +1,258 @@
+//! The embedded store: `created_users`, `dead_letters` and consumer positions in one SQLite file.
+
+use super::query::{DeadLetterEntry, UserFilter, UserQuery};
+use super::{Commit, Sink, SinkError};
+use crate::model::UserRow;
+use crate::model::row::format_timestamp;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::Path;
+use uuid::Uuid;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// The table mirrors DATA.md's Cassandra table. It keeps SQLite's implicit rowid (no
+/// `WITHOUT ROWID`) so that "latest N" is the insertion order without an extra column.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS created_users (
+    id              TEXT PRIMARY KEY,
+    first_name      TEXT NOT NULL,
+    last_name       TEXT NOT NULL,
+    gender          TEXT NOT NULL,
+    address         TEXT NOT NULL,
+    post_code       TEXT NOT NULL,
+    email           TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    dob             TEXT NOT NULL,
+    registered_date TEXT NOT NULL,
+    phone           TEXT NOT NULL,
+    picture         TEXT NOT NULL
+);
+-- Keyed by log position: re-processing a batch rewrites the same dead letters.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    log_id    TEXT    NOT NULL,
+    log_seq   INTEGER NOT NULL,
+    reason    TEXT    NOT NULL,
+    record    TEXT    NOT NULL,
+    failed_at TEXT    NOT NULL,
+    PRIMARY KEY (log_id, log_seq)
+);
+CREATE TABLE IF NOT EXISTS consumer_positions (
+    log_id     TEXT    PRIMARY KEY,
+    position   INTEGER NOT NULL,
+    updated_at TEXT    NOT NULL
+);
+";
+
+/// Last write wins, as in Cassandra: the same id written twice leaves one row.
+const UPSERT: &str = "
+INSERT INTO created_users (id, first_name, last_name, gender, address, post_code, email, username,
+                           dob, registered_date, phone, picture)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+ON CONFLICT (id) DO UPDATE SET
+    first_name = excluded.first_name, last_name = excluded.last_name, gender = excluded.gender,
+    address = excluded.address, post_code = excluded.post_code, email = excluded.email,
+    username = excluded.username, dob = excluded.dob, registered_date = excluded.registered_date,
+    phone = excluded.phone, picture = excluded.picture";
+
+const SELECT_USERS: &str = "SELECT id, first_name, last_name, gender, address, post_code, email, \
+     username, dob, registered_date, phone, picture FROM created_users";
+
+/// The embedded store in one SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> SinkError {
+    move |source| SinkError::Sqlite { op, source }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    ///
+    /// `synchronous = NORMAL` is enough here, unlike the log: a power cut can only roll the store
+    /// back to an earlier commit, rows and position together, and the processor then re-reads the
+    /// log from that position and rewrites the same rows.
+    pub fn open(path: &Path) -> Result<Self, SinkError> {
+        let conn = Connection::open(path).map_err(sql("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(sql("set busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("set synchronous"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql("read schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(SinkError::Incompatible {
+                path: path.display().to_string(),
+                reason: format!(
+                    "schema version {version} is newer than this binary's {SCHEMA_VERSION}; upgrade userstream"
+                ),
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sql("set schema version"))?;
+        Ok(Self { conn })
+    }
+
+    fn users(&self, clause: &str, params: impl rusqlite::Params) -> Result<Vec<UserRow>, SinkError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{SELECT_USERS} {clause}"))
+            .map_err(sql("prepare user query"))?;
+        let rows = stmt.query_map(params, read_row).map_err(sql("query users"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("read user"))
+    }
+}
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    fn parse<T, E: std::error::Error + Send + Sync + 'static>(
+        idx: usize,
+        res: Result<T, E>,
+    ) -> rusqlite::Result<T> {
+        res.map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+    }
+    let ts = |idx: usize| -> rusqlite::Result<DateTime<Utc>> {
+        let text: String = r.get(idx)?;
+        parse(idx, DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)))
+    };
+    Ok(UserRow {
+        id: parse(0, Uuid::parse_str(&r.get::<_, String>(0)?))?,
+        first_name: r.get(1)?,
+        last_name: r.get(2)?,
+        gender: r.get(3)?,
+        address: r.get(4)?,
+        post_code: r.get(5)?,
+        email: r.get(6)?,
+        username: r.get(7)?,
+        dob: ts(8)?,
+        registered_date: ts(9)?,
+        phone: r.get(10)?,
+        picture: r.get(11)?,
+    })
+}
+
+impl Sink for SqliteStore {
+    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError> {
+        let now = format_timestamp(&Utc::now());
+        let tx = self.conn.transaction().map_err(sql("begin batch"))?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT).map_err(sql("prepare upsert"))?;
+            let mut id_buf = Uuid::encode_buffer();
+            for row in commit.rows {
+                upsert
+                    .execute(params![
+                        &*row.id.hyphenated().encode_lower(&mut id_buf),
+                        row.first_name,
+                        row.last_name,
+                        row.gender,
+                        row.address,
+                        row.post_code,
+                        row.email,
+                        row.username,
+                        format_timestamp(&row.dob),
+                        format_timestamp(&row.registered_date),
+                        row.phone,
+                        row.picture,
+                    ])
+                    .map_err(sql("upsert user"))?;
+            }
+            let mut dead = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dead_letters (log_id, log_seq, reason, record, failed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql("prepare dead letter"))?;
+            for letter in commit.dead_letters {
+                dead.execute(params![
+                    commit.log_id,
+                    letter.log_seq as i64,
+                    letter.reason,
+                    letter.record,
+                    now
+                ])
+                .map_err(sql("write dead letter"))?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO consumer_positions (log_id, position, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (log_id) DO UPDATE SET position = excluded.position,
+                     updated_at = excluded.updated_at",
+            )
+            .map_err(sql("prepare position"))?
+            .execute(params![commit.log_id, commit.position as i64, now])
+            .map_err(sql("write position"))?;
+        }
+        tx.commit().map_err(sql("commit batch"))
+    }
+
+    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        self.conn
+            .query_row(
+                "SELECT position FROM consumer_positions WHERE log_id = ?1",
+                [log_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|p| p.map(|p| p as u64))
+            .map_err(sql("read position"))
+    }
+}
+
+impl UserQuery for SqliteStore {
+    fn count(&self) -> Result<u64, SinkError> {
+        self.conn
+            .query_row("SELECT count(*) FROM created_users", [], |r| r.get(0))
+            .map_err(sql("count users"))
+    }
+
+    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        Ok(self.users("WHERE id = ?1", [id.to_string()])?.pop())
+    }
+
+    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+        self.users("ORDER BY rowid DESC LIMIT ?1", [limit as i64])
+    }
+
+    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+        // The country is the address's last ", "-separated component.
+        let country = filter.country.as_ref().map(|c| format!("%, {}", c.trim()));
+        self.users(
+            "WHERE (?1 IS NULL OR address LIKE ?1) AND (?2 IS NULL OR lower(gender) = lower(?2))
+             ORDER BY rowid DESC LIMIT ?3",
+            params![country, filter.gender, filter.limit as i64],
+        )
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, SinkError> {
+        self.conn
+            .query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
+            .map_err(sql("count dead letters"))
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT log_seq, reason, failed_at, record FROM dead_letters
+                 ORDER BY failed_at DESC, log_seq DESC LIMIT ?1",
+            )
+            .map_err(sql("prepare dead letter query"))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(DeadLetterEntry {
+                    log_seq: r.get::<_, i64>(0)? as u64,
+                    reason: r.get(1)?,
+                    failed_at: r.get(2)?,
+                    record: r.get(3)?,
+                })
+            })
+            .map_err(sql("query dead letters"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("read dead letter"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! What can go wrong fetching a page, split by what the client should do about it.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("rate limited by the API (HTTP 429){}", retry_after_text(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("server error: HTTP {status}")]
+    Server { status: u16 },
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The API's outage answer `{"error": "Uh oh, ..."}`, sometimes with status 200.
+    #[error("API reported an error: {0}")]
+    Api(String),
+    /// Truncated, non-JSON, or JSON without `results`; nothing from such a body is kept.
+    #[error("malformed response body: {0}")]
+    Malformed(String),
+    /// A 4xx other than 429: our request is wrong, so retrying cannot help.
+    #[error("request rejected: HTTP {status}: {body}")]
+    Rejected { status: u16, body: String },
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        attempts: u32,
+        #[source]
+        last: Box<FetchError>,
+    },
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after.map_or_else(String::new, |d| format!(", retry after {d:?}"))
+}
+
+impl FetchError {
+    /// Whether another attempt of the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, FetchError::Rejected { .. } | FetchError::GaveUp { .. })
+    }
+
+    /// A short, stable label for counting errors by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::RateLimited { .. } => "rate_limited",
+            FetchError::Server { .. } => "server_error",
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Transport(_) => "transport",
+            FetchError::Api(_) => "api_error",
+            FetchError::Malformed(_) => "malformed",
+            FetchError::Rejected { .. } => "rejected",
+            FetchError::GaveUp { .. } => "gave_up",
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Parsing an API response body into its records, all or nothing.
+
+use super::FetchError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The records of one response, each kept as the exact JSON the API sent.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub records: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    results: Option<Vec<Box<RawValue>>>,
+    error: Option<String>,
+}
+
+/// Parses a whole body. A body that is cut short or isn't JSON fails as a whole: records are only
+/// ever kept from a complete, well-formed page, so nothing is half-written. A record that is itself
+/// malformed (not a user object) is kept, to be dead-lettered downstream with its reason.
+pub fn parse_page(body: &[u8]) -> Result<Page, FetchError> {
+    let parsed: Body = serde_json::from_slice(body).map_err(|err| {
+        let what = if err.is_eof() {
+            "truncated JSON"
+        } else {
+            "not JSON"
+        };
+        FetchError::Malformed(format!("{what} ({err}) in {} bytes: {}", body.len(), preview(body)))
+    })?;
+    if let Some(message) = parsed.error {
+        return Err(FetchError::Api(message));
+    }
+    let records = parsed.results.ok_or_else(|| {
+        FetchError::Malformed(format!("no \"results\" field: {}", preview(body)))
+    })?;
+    Ok(Page { records })
+}
+
+/// The start of a body, for error messages.
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(80)]);
+    format!("{text:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_each_record_verbatim() {
+        let page = parse_page(br#"{"results":[{"a": 1},{"b":"x"}],"info":{"seed":"s"}}"#).unwrap();
+        let records: Vec<_> = page.records.iter().map(|r| r.get()).collect();
+        assert_eq!(records, [r#"{"a": 1}"#, r#"{"b":"x"}"#]);
+    }
+
+    #[test]
+    fn empty_results_is_an_empty_page_not_an_error() {
+        assert!(parse_page(br#"{"results":[],"info":{}}"#).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn error_body_is_an_api_error() {
+        let err = parse_page(br#"{"error":"Uh oh, something has gone wrong."}"#).unwrap_err();
+        assert_eq!(err.to_string(), "API reported an error: Uh oh, something has gone wrong.");
+    }
+
+    #[test]
+    fn truncated_and_non_json_bodies_are_malformed_and_named() {
+        let err = parse_page(br#"{"results":[{"a": 1},{"b""#).unwrap_err();
+        assert!(err.to_string().contains("truncated JSON"), "{err}");
+        let err = parse_page(b"<html>502 Bad Gateway</html>").unwrap_err();
+        assert!(err.to_string().contains("not JSON"), "{err}");
+        let err = parse_page(br#"{"info":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("no \"results\""), "{err}");
+    }
+}

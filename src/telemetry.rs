@@ -1,0 +1,105 @@
+//! Logging set-up, live progress, and resource readings.
+
+use crate::ingest::IngestStats;
+use crate::process::ProcessorStats;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Logs go to stderr so that `query --format json` output on stdout stays machine-readable.
+/// `USERSTREAM_LOG` (or `RUST_LOG`) takes a full filter; `-v`/`-q` adjust the default.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "userstream=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = std::env::var("USERSTREAM_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if the platform tells.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Reports pipeline progress until `done` fires: a bar on a terminal, a log line every 10 s
+/// otherwise (so service logs show life without drowning in lines).
+pub fn spawn_progress(
+    ingest: Arc<IngestStats>,
+    process: Arc<ProcessorStats>,
+    total: Option<u64>,
+    done: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = terminal.then(|| {
+            let bar = match total {
+                Some(n) => ProgressBar::new(n).with_style(
+                    ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {pos}/{len} users processed ({per_sec}) {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                ),
+                None => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                        .expect("valid template"),
+                ),
+            };
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let period = if terminal {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        let mut ticker = tokio::time::interval(period);
+        ticker.tick().await;
+        loop {
+            let finished = tokio::select! {
+                () = done.cancelled() => true,
+                _ = ticker.tick() => false,
+            };
+            let fetched = ingest.records.load(Relaxed);
+            let processed = process.records.load(Relaxed);
+            let message = format!(
+                "fetched {fetched}, stored {}, dead-lettered {}, lag {}",
+                process.rows.load(Relaxed),
+                process.dead_letters.load(Relaxed),
+                fetched.saturating_sub(processed)
+            );
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(processed);
+                    bar.set_message(message);
+                }
+                None if !finished => tracing::info!("{message}"),
+                None => {}
+            }
+            if finished {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                return;
+            }
+        }
+    })
+}
