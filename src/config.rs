@@ -99,7 +99,9 @@ impl Default for IngestConfig {
 impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
-            batch_size: 5000,
+            // Big batches amortise the index pages every commit rewrites (see sink/sqlite.rs):
+            // 20000 ran the 1M-user bench 30% faster than 5000. Small loads make small batches.
+            batch_size: 20_000,
             poll_interval: Duration::from_millis(200),
             commit_attempts: 8,
         }

@@ -49,6 +49,10 @@ impl SqliteLog {
         let conn = Connection::open(path).map_err(sql("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(sql("set busy timeout"))?;
+        // Records are ~1 KB; 16 KB pages hold a dozen each and cut page reads and writes by
+        // four (only takes effect when the file is created).
+        conn.pragma_update(None, "page_size", 16_384)
+            .map_err(sql("set page size"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")

@@ -90,7 +90,8 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             return Err(ProcessError::PositionPastEnd { position, last });
         }
         self.stats.position.store(position, Relaxed);
-        let mut latency = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+        // 1 µs to 1 hour at 3 significant digits; anything slower is clamped, not lost.
+        let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
         let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
         let mut rows = Vec::with_capacity(self.config.batch_size);
         let mut dead = Vec::new();

@@ -11,11 +11,14 @@ use uuid::Uuid;
 
 const SCHEMA_VERSION: i64 = 1;
 
-/// The table mirrors DATA.md's Cassandra table. It keeps SQLite's implicit rowid (no
-/// `WITHOUT ROWID`) so that "latest N" is the insertion order without an extra column.
+/// The table mirrors DATA.md's Cassandra table. `id` is the UUID's 16 bytes, as Cassandra's `uuid`
+/// type stores it: random ids scatter index inserts over the whole index, and at 16 bytes the index
+/// of millions of users stays inside the page cache (as text it was twice the size and spilled).
+/// It keeps SQLite's implicit rowid (no `WITHOUT ROWID`) so that "latest N" is the insertion order
+/// without an extra column.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS created_users (
-    id              TEXT PRIMARY KEY,
+    id              BLOB PRIMARY KEY CHECK (length(id) = 16),
     first_name      TEXT NOT NULL,
     last_name       TEXT NOT NULL,
     gender          TEXT NOT NULL,
@@ -81,6 +84,16 @@ impl SqliteStore {
             .map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql("set synchronous"))?;
+        // Upserts by random UUID touch index pages all over the file; with SQLite's default 2 MB
+        // cache every batch re-reads them through the kernel. 16 MB ran the 1M-user bench as fast
+        // as 64 MB did, at a third of the resident memory.
+        conn.pragma_update(None, "cache_size", -16_384)
+            .map_err(sql("set cache size"))?;
+        // A batch dirties most index pages, so each commit appends them all to the WAL again;
+        // checkpointing every 64 MB instead of every 4 MB copies each page back once per several
+        // batches instead of once per batch.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+            .map_err(sql("set checkpoint interval"))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql("read schema version"))?;
@@ -120,7 +133,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
         parse(idx, DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)))
     };
     Ok(UserRow {
-        id: parse(0, Uuid::parse_str(&r.get::<_, String>(0)?))?,
+        id: parse(0, Uuid::from_slice(&r.get::<_, Vec<u8>>(0)?))?,
         first_name: r.get(1)?,
         last_name: r.get(2)?,
         gender: r.get(3)?,
@@ -141,11 +154,10 @@ impl Sink for SqliteStore {
         let tx = self.conn.transaction().map_err(sql("begin batch"))?;
         {
             let mut upsert = tx.prepare_cached(UPSERT).map_err(sql("prepare upsert"))?;
-            let mut id_buf = Uuid::encode_buffer();
             for row in commit.rows {
                 upsert
                     .execute(params![
-                        &*row.id.hyphenated().encode_lower(&mut id_buf),
+                        row.id.as_bytes(),
                         row.first_name,
                         row.last_name,
                         row.gender,
@@ -209,7 +221,7 @@ impl UserQuery for SqliteStore {
     }
 
     fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
-        Ok(self.users("WHERE id = ?1", [id.to_string()])?.pop())
+        Ok(self.users("WHERE id = ?1", [id.as_bytes()])?.pop())
     }
 
     fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
