@@ -79,7 +79,8 @@ pub struct SourceArgs {
     /// Nationalities, comma-separated (e.g. GB,FR)
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
     pub nat: Option<Vec<String>>,
-    /// Stop after this many users (rounded up to whole pages)
+    /// Stop once the first N users of the seed are in the log (counted across restarts, so a
+    /// restarted run ends at the same page; rounded up to whole pages)
     #[arg(long, value_name = "N")]
     pub max_users: Option<u64>,
 }

@@ -55,7 +55,8 @@ pub struct IngestConfig {
     pub seed: Option<String>,
     /// Nationalities to request (`US`, `GB`, ...); empty means all.
     pub nat: Vec<String>,
-    /// Stop after this many users (rounded up to whole pages); unset means run until stopped.
+    /// Stop once the first this-many users of the seed are in the log (counted on the stored
+    /// cursor, so across restarts; rounded up to whole pages); unset means run until stopped.
     pub max_users: Option<u64>,
 }
 

@@ -119,6 +119,7 @@ pub async fn run_pipeline(
     let schedule = Schedule {
         interval: config.fetch_interval(),
         max_users: config.ingest.max_users,
+        max_pages: None,
         stop_on_error: false,
     };
     let ingest_result = run_schedule(&mut ingestor, &schedule, &cancel).await;

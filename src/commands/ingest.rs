@@ -12,9 +12,7 @@ use std::time::Duration;
 pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     apply_source_args(&mut config, &args.source);
     // One page unless a total was asked for; --once insists on one page.
-    if args.once || config.ingest.max_users.is_none() {
-        config.ingest.max_users = Some(u64::from(config.ingest.batch_size));
-    }
+    let max_pages = (args.once || config.ingest.max_users.is_none()).then_some(1);
     config.validate()?;
     config.ensure_data_dir()?;
     runtime()?.block_on(async {
@@ -30,6 +28,7 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
         let schedule = Schedule {
             interval: Duration::ZERO,
             max_users: config.ingest.max_users,
+            max_pages,
             stop_on_error: true,
         };
         let summary = run_schedule(&mut ingestor, &schedule, &shutdown_on_signal()).await?;

@@ -1,5 +1,5 @@
-//! The ingest schedule: a page every `interval` (or back to back), until cancelled or until
-//! `max_users` have been appended.
+//! The ingest schedule: a page every `interval` (or back to back), until cancelled, until the
+//! first `max_users` users of the seed are in the log, or after `max_pages` pages of this run.
 
 use super::{IngestError, Ingestor};
 use crate::log::RawLog;
@@ -16,7 +16,11 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub struct Schedule {
     /// Time between the starts of two fetches; zero means back to back.
     pub interval: Duration,
+    /// Stop once the cursor has covered this many users of its seed. Counted on the stored
+    /// cursor, not in this process, so a restarted run stops at the very same page.
     pub max_users: Option<u64>,
+    /// Stop after this many pages fetched by this run (`ingest --once` is 1).
+    pub max_pages: Option<u64>,
     /// Stop at the first failed page instead of trying again at the next tick (`ingest --once`).
     pub stop_on_error: bool,
 }
@@ -42,7 +46,11 @@ pub async fn run_schedule<S: Source, L: RawLog>(
         t
     });
     loop {
-        if schedule.max_users.is_some_and(|max| summary.users >= max) {
+        let cursor = ingestor.cursor();
+        let covered = (cursor.next_page - 1).saturating_mul(u64::from(cursor.page_size));
+        if schedule.max_users.is_some_and(|max| covered >= max)
+            || schedule.max_pages.is_some_and(|max| summary.pages >= max)
+        {
             break;
         }
         if let Some(ticker) = ticker.as_mut() {

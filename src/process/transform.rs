@@ -12,6 +12,9 @@ use uuid::Uuid;
 /// Why a record was rejected; stored verbatim as the dead-letter reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
+    /// Checked before parsing: serde would otherwise accept a JSON array as a struct's fields.
+    #[error("not a JSON object: {0}")]
+    NotObject(String),
     #[error("not a JSON user object: {0}")]
     NotJson(String),
     #[error("{0} is missing")]
@@ -28,6 +31,9 @@ pub enum Invalid {
 
 /// Validates `raw` (one API record, credentials already removed) and builds its row.
 pub fn transform(raw: &str) -> Result<UserRow, Invalid> {
+    if !raw.trim_start().starts_with('{') {
+        return Err(Invalid::NotObject(raw.chars().take(60).collect()));
+    }
     let user: ApiUser<'_> =
         serde_json::from_str(raw).map_err(|err| Invalid::NotJson(err.to_string()))?;
 

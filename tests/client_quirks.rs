@@ -1,0 +1,176 @@
+//! The randomuser.me client against a local server that misbehaves in every way DATA.md lists.
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use support::scripted_server::{Reply, ScriptedServer};
+use userstream::log::{AppendSignal, RawLog, SqliteLog};
+use userstream::source::generator::{Filters, write_page};
+use userstream::source::randomuser::ClientConfig;
+use userstream::source::{FetchError, FetchRequest, RandomUserClient, Source};
+
+fn good_page(n: u32) -> String {
+    let mut out = Vec::new();
+    write_page(&mut out, "quirks", 1, n, &Filters::default()).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn client(url: &str) -> RandomUserClient {
+    RandomUserClient::new(ClientConfig {
+        url: url.to_owned(),
+        timeout: Duration::from_millis(300),
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(20),
+        users_per_window: 0,
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+const NAT: &[String] = &[];
+
+fn request(results: u32) -> FetchRequest<'static> {
+    FetchRequest { results, seed: "s1", page: 3, nat: NAT }
+}
+
+#[tokio::test]
+async fn sends_results_seed_page_and_nat() {
+    let server = ScriptedServer::start(vec![Reply::ok(good_page(2))]).await;
+    let nat = vec!["GB".to_owned(), "FR".to_owned()];
+    let page = client(&server.url)
+        .fetch(&FetchRequest { results: 2, seed: "abc", page: 7, nat: &nat })
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 2);
+    let target = &server.requests()[0].target;
+    for part in ["results=2", "seed=abc", "page=7", "nat=GB%2CFR"] {
+        assert!(target.contains(part), "{part} not in {target}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_honours_retry_after() {
+    let server = ScriptedServer::start(vec![Reply::too_many(Some("1")), Reply::ok(good_page(3))]).await;
+    let mut client = client(&server.url);
+    let page = client.fetch(&request(3)).await.unwrap();
+    assert_eq!(page.records.len(), 3);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].at - requests[0].at;
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}, Retry-After said 1 s");
+    assert_eq!(client.stats().rate_limited.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_without_retry_after_backs_off_and_retries() {
+    let server = ScriptedServer::start(vec![
+        Reply::too_many(None),
+        Reply::too_many(Some("soon")),
+        Reply::ok(good_page(1)),
+    ])
+    .await;
+    let mut client = client(&server.url);
+    assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
+    assert_eq!(client.stats().rate_limited.load(Relaxed), 2);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let server = ScriptedServer::start(vec![
+        Reply::status(503, "Service Unavailable"),
+        Reply::status(504, "<html>Gateway Timeout</html>"),
+        Reply::status(500, ""),
+        Reply::ok(good_page(2)),
+    ])
+    .await;
+    let mut client = client(&server.url);
+    assert_eq!(client.fetch(&request(2)).await.unwrap().records.len(), 2);
+    assert_eq!(client.stats().server_errors.load(Relaxed), 3);
+}
+
+#[tokio::test]
+async fn timeouts_are_retried() {
+    let server = ScriptedServer::start(vec![Reply::Hang(Duration::from_secs(5)), Reply::ok(good_page(1))]).await;
+    let mut client = client(&server.url);
+    assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
+    assert_eq!(client.stats().timeouts.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn error_body_with_status_200_is_retried() {
+    let server = ScriptedServer::start(vec![
+        Reply::ok(r#"{"error": "Uh oh, something has gone wrong. Please tweet us @randomapi about the issue. Thank you."}"#),
+        Reply::ok(good_page(1)),
+    ])
+    .await;
+    let mut client = client(&server.url);
+    assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
+    assert_eq!(client.stats().api_errors.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn cut_connections_and_truncated_json_are_retried() {
+    let page = good_page(4);
+    let server = ScriptedServer::start(vec![
+        Reply::CutShort { body: page[..page.len() / 2].to_owned(), missing: page.len() / 2 },
+        Reply::ok(page[..page.len() - 10].to_owned()),
+        Reply::ok(page.clone()),
+    ])
+    .await;
+    let mut client = client(&server.url);
+    assert_eq!(client.fetch(&request(4)).await.unwrap().records.len(), 4);
+    let stats = client.stats();
+    assert_eq!(stats.transport_errors.load(Relaxed), 1);
+    assert_eq!(stats.malformed.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn persistent_non_json_gives_up_with_a_clear_error() {
+    let html = || Reply::ok("<html><body>Cloudflare: origin unreachable</body></html>");
+    let server = ScriptedServer::start(vec![html(), html(), html(), html(), html()]).await;
+    let mut client = client(&server.url);
+    let err = client.fetch(&request(1)).await.unwrap_err();
+    assert!(matches!(err, FetchError::GaveUp { attempts: 4, .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("not JSON") && text.contains("Cloudflare"), "{text}");
+    assert_eq!(server.requests().len(), 4);
+    assert_eq!(client.stats().malformed.load(Relaxed), 4);
+}
+
+#[tokio::test]
+async fn empty_results_are_an_empty_page() {
+    let server = ScriptedServer::start(vec![Reply::ok(r#"{"results":[],"info":{"seed":"s","results":0,"page":1,"version":"1.4"}}"#)]).await;
+    let mut client = client(&server.url);
+    assert!(client.fetch(&request(5)).await.unwrap().records.is_empty());
+    assert_eq!(client.stats().empty_pages.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let server = ScriptedServer::start(vec![Reply::status(404, "Not Found"), Reply::ok(good_page(1))]).await;
+    let err = client(&server.url).fetch(&request(1)).await.unwrap_err();
+    assert_eq!(err.to_string(), "request rejected: HTTP 404: Not Found");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_page_writes_nothing_and_keeps_the_cursor() {
+    let bad = || Reply::ok(r#"{"results":[{"login":{"uuid":"#);
+    let server = ScriptedServer::start(vec![bad(), bad(), bad(), bad(), Reply::ok(good_page(5))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+    let settings = userstream::ingest::PageSettings { batch_size: 5, seed: Some("k".into()), nat: vec![] };
+    let mut ingestor =
+        userstream::ingest::Ingestor::new(client(&server.url), log, &settings, "run".into(), AppendSignal::new()).unwrap();
+    let err = ingestor.ingest_page().await.unwrap_err();
+    assert!(err.to_string().contains("truncated JSON"), "{err}");
+    assert_eq!(ingestor.cursor().next_page, 1);
+    let mut check = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+    assert_eq!(check.last_seq().unwrap(), 0);
+    // The next attempt asks for the same page and keeps it whole.
+    assert_eq!(ingestor.ingest_page().await.unwrap(), 5);
+    assert_eq!(check.last_seq().unwrap(), 5);
+    assert!(server.requests()[4].target.contains("page=1"));
+}

@@ -1,0 +1,62 @@
+//! Shared test helpers: a scripted, misbehaving HTTP server and readers of the embedded files.
+
+#![allow(dead_code)] // each test crate uses a different subset
+
+pub mod scripted_server;
+
+use rusqlite::Connection;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// All `login.uuid`s in the raw log, as a multiset count and a distinct set.
+pub fn log_uuids(data_dir: &Path) -> (usize, BTreeSet<String>) {
+    let conn = Connection::open(data_dir.join("log.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT record FROM raw_records ORDER BY seq").unwrap();
+    let records: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let ids: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .filter_map(|v| v.pointer("/login/uuid").and_then(|u| u.as_str()).map(str::to_owned))
+        .collect();
+    (records.len(), ids)
+}
+
+/// Every stored row, as the text of all its columns, keyed by id.
+pub fn store_rows(data_dir: &Path) -> Vec<Vec<String>> {
+    let conn = Connection::open(data_dir.join("store.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT lower(hex(id)), first_name, last_name, gender, address, post_code, email, username,
+                    dob, registered_date, phone, picture FROM created_users ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| (0..12).map(|i| r.get::<_, String>(i)).collect::<Result<Vec<_>, _>>())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+pub fn store_ids(data_dir: &Path) -> BTreeSet<String> {
+    store_rows(data_dir)
+        .into_iter()
+        .map(|row| uuid::Uuid::parse_str(&row[0]).unwrap().to_string())
+        .collect()
+}
+
+pub fn count(db: &Path, table: &str) -> u64 {
+    let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// Every byte of every file (database, WAL) in `dir`, as text (invalid UTF-8 replaced), for
+/// "this secret is nowhere" checks; `str::contains` is a fast substring search.
+pub fn all_bytes(dir: &Path) -> String {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
