@@ -42,7 +42,8 @@ pub fn bench_config(base: &Config, options: &BenchOptions) -> Config {
     config.ingest.max_users = Some(options.users);
     match options.rate {
         Some(rate) => {
-            config.ingest.batch_size = ((rate / STEADY_PAGES_PER_SEC).round() as u32).clamp(1, 5000);
+            config.ingest.batch_size =
+                ((rate / STEADY_PAGES_PER_SEC).round() as u32).clamp(1, 5000);
             config.ingest.rate = Some(rate);
         }
         None => {

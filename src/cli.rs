@@ -23,7 +23,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// TOML configuration file [default: ./userstream.toml if it exists]
-    #[arg(long, short = 'c', global = true, env = "USERSTREAM_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "USERSTREAM_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Directory of the embedded log and store (overrides `data_dir`)
     #[arg(long, global = true, value_name = "DIR")]
@@ -39,7 +45,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ingest on a schedule and process continuously until Ctrl-C (then drain and stop)
-    #[command(after_help = "Example:\n  userstream run --rate 200 --batch-size 100\n  userstream run --source randomuser --max-users 1000")]
+    #[command(
+        after_help = "Example:\n  userstream run --rate 200 --batch-size 100\n  userstream run --source randomuser --max-users 1000"
+    )]
     Run(RunArgs),
     /// Fetch pages into the raw log without processing them
     #[command(after_help = "Example:\n  userstream ingest --once --batch-size 5000")]
@@ -48,16 +56,22 @@ pub enum Command {
     #[command(after_help = "Example:\n  userstream process\n  userstream process --follow")]
     Process(ProcessArgs),
     /// Query stored users
-    #[command(after_help = "Examples:\n  userstream query count\n  userstream query get 7a0eed16-9430-4d68-901f-c0d4c1c3bf00\n  userstream query latest 10 --format json\n  userstream query find --country Germany --gender female")]
+    #[command(
+        after_help = "Examples:\n  userstream query count\n  userstream query get 7a0eed16-9430-4d68-901f-c0d4c1c3bf00\n  userstream query latest 10 --format json\n  userstream query find --country Germany --gender female"
+    )]
     Query(QueryArgs),
     /// Inspect the dead-letter queue (records that failed validation, with the reason)
     #[command(after_help = "Example:\n  userstream dlq list --limit 20\n  userstream dlq count")]
     Dlq(DlqArgs),
     /// Measure the whole embedded pipeline: throughput, end-to-end latency, peak memory
-    #[command(after_help = "Examples:\n  userstream bench                    # 1,000,000 users, full speed\n  userstream bench --users 60000 --rate 1000")]
+    #[command(
+        after_help = "Examples:\n  userstream bench                    # 1,000,000 users, full speed\n  userstream bench --users 60000 --rate 1000"
+    )]
     Bench(BenchArgs),
     /// Serve a randomuser.me-compatible API backed by the built-in generator
-    #[command(after_help = "Example:\n  userstream serve-api --addr 127.0.0.1:8000\n  curl 'http://127.0.0.1:8000/api/?results=2&seed=abc&nat=gb'")]
+    #[command(
+        after_help = "Example:\n  userstream serve-api --addr 127.0.0.1:8000\n  curl 'http://127.0.0.1:8000/api/?results=2&seed=abc&nat=gb'"
+    )]
     ServeApi(ServeApiArgs),
 }
 
@@ -200,5 +214,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
-    uuid::Uuid::parse_str(text).map_err(|e| format!("not a user id (a UUID like 7a0eed16-9430-4d68-901f-c0d4c1c3bf00): {e}"))
+    uuid::Uuid::parse_str(text).map_err(|e| {
+        format!("not a user id (a UUID like 7a0eed16-9430-4d68-901f-c0d4c1c3bf00): {e}")
+    })
 }

@@ -146,10 +146,10 @@ impl Config {
                 ingest.batch_size
             );
         }
-        if let Some(rate) = ingest.rate {
-            if !(rate.is_finite() && rate > 0.0) {
-                bail!("ingest.rate = {rate} must be a positive number of users per second");
-            }
+        if let Some(rate) = ingest.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("ingest.rate = {rate} must be a positive number of users per second");
         }
         if ingest.max_users == Some(0) {
             bail!("ingest.max_users = 0 would fetch nothing; leave it unset to run until stopped");
@@ -175,9 +175,10 @@ impl Config {
             reqwest::Url::parse(&api.url)
                 .with_context(|| format!("randomuser.url = {:?} is not a URL", api.url))?;
             let public = api.url.contains("randomuser.me");
-            if public && (api.users_per_window == 0 || api.users_per_window > API_USERS_PER_5_MIN)
-                || public && api.window < Duration::from_secs(300)
-            {
+            let over_limit = api.users_per_window == 0
+                || api.users_per_window > API_USERS_PER_5_MIN
+                || api.window < Duration::from_secs(300);
+            if public && over_limit {
                 bail!(
                     "randomuser.users_per_window = {} per {:?} exceeds randomuser.me's published limit of \
                      {API_USERS_PER_5_MIN} users per 5 minutes per IP",

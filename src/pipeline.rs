@@ -43,7 +43,12 @@ impl Config {
         PageSettings {
             batch_size: self.ingest.batch_size,
             seed: self.ingest.seed.clone(),
-            nat: self.ingest.nat.iter().map(|n| n.trim().to_uppercase()).collect(),
+            nat: self
+                .ingest
+                .nat
+                .iter()
+                .map(|n| n.trim().to_uppercase())
+                .collect(),
         }
     }
 }
@@ -52,10 +57,11 @@ impl Config {
 pub fn open_embedded(config: &Config) -> anyhow::Result<(SqliteLog, SqliteStore)> {
     config.ensure_data_dir()?;
     let log_path = config.log_path();
-    let log = SqliteLog::open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
+    let log =
+        SqliteLog::open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
     let store_path = config.store_path();
-    let store =
-        SqliteStore::open(&store_path).with_context(|| format!("opening {}", store_path.display()))?;
+    let store = SqliteStore::open(&store_path)
+        .with_context(|| format!("opening {}", store_path.display()))?;
     Ok((log, store))
 }
 

@@ -32,7 +32,12 @@ fn client(url: &str) -> RandomUserClient {
 const NAT: &[String] = &[];
 
 fn request(results: u32) -> FetchRequest<'static> {
-    FetchRequest { results, seed: "s1", page: 3, nat: NAT }
+    FetchRequest {
+        results,
+        seed: "s1",
+        page: 3,
+        nat: NAT,
+    }
 }
 
 #[tokio::test]
@@ -40,7 +45,12 @@ async fn sends_results_seed_page_and_nat() {
     let server = ScriptedServer::start(vec![Reply::ok(good_page(2))]).await;
     let nat = vec!["GB".to_owned(), "FR".to_owned()];
     let page = client(&server.url)
-        .fetch(&FetchRequest { results: 2, seed: "abc", page: 7, nat: &nat })
+        .fetch(&FetchRequest {
+            results: 2,
+            seed: "abc",
+            page: 7,
+            nat: &nat,
+        })
         .await
         .unwrap();
     assert_eq!(page.records.len(), 2);
@@ -52,14 +62,18 @@ async fn sends_results_seed_page_and_nat() {
 
 #[tokio::test]
 async fn rate_limit_honours_retry_after() {
-    let server = ScriptedServer::start(vec![Reply::too_many(Some("1")), Reply::ok(good_page(3))]).await;
+    let server =
+        ScriptedServer::start(vec![Reply::too_many(Some("1")), Reply::ok(good_page(3))]).await;
     let mut client = client(&server.url);
     let page = client.fetch(&request(3)).await.unwrap();
     assert_eq!(page.records.len(), 3);
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     let gap = requests[1].at - requests[0].at;
-    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}, Retry-After said 1 s");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}, Retry-After said 1 s"
+    );
     assert_eq!(client.stats().rate_limited.load(Relaxed), 1);
 }
 
@@ -92,7 +106,11 @@ async fn server_errors_are_retried() {
 
 #[tokio::test]
 async fn timeouts_are_retried() {
-    let server = ScriptedServer::start(vec![Reply::Hang(Duration::from_secs(5)), Reply::ok(good_page(1))]).await;
+    let server = ScriptedServer::start(vec![
+        Reply::Hang(Duration::from_secs(5)),
+        Reply::ok(good_page(1)),
+    ])
+    .await;
     let mut client = client(&server.url);
     assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
     assert_eq!(client.stats().timeouts.load(Relaxed), 1);
@@ -114,7 +132,10 @@ async fn error_body_with_status_200_is_retried() {
 async fn cut_connections_and_truncated_json_are_retried() {
     let page = good_page(4);
     let server = ScriptedServer::start(vec![
-        Reply::CutShort { body: page[..page.len() / 2].to_owned(), missing: page.len() / 2 },
+        Reply::CutShort {
+            body: page[..page.len() / 2].to_owned(),
+            missing: page.len() / 2,
+        },
         Reply::ok(page[..page.len() - 10].to_owned()),
         Reply::ok(page.clone()),
     ])
@@ -132,16 +153,25 @@ async fn persistent_non_json_gives_up_with_a_clear_error() {
     let server = ScriptedServer::start(vec![html(), html(), html(), html(), html()]).await;
     let mut client = client(&server.url);
     let err = client.fetch(&request(1)).await.unwrap_err();
-    assert!(matches!(err, FetchError::GaveUp { attempts: 4, .. }), "{err}");
+    assert!(
+        matches!(err, FetchError::GaveUp { attempts: 4, .. }),
+        "{err}"
+    );
     let text = err.to_string();
-    assert!(text.contains("not JSON") && text.contains("Cloudflare"), "{text}");
+    assert!(
+        text.contains("not JSON") && text.contains("Cloudflare"),
+        "{text}"
+    );
     assert_eq!(server.requests().len(), 4);
     assert_eq!(client.stats().malformed.load(Relaxed), 4);
 }
 
 #[tokio::test]
 async fn empty_results_are_an_empty_page() {
-    let server = ScriptedServer::start(vec![Reply::ok(r#"{"results":[],"info":{"seed":"s","results":0,"page":1,"version":"1.4"}}"#)]).await;
+    let server = ScriptedServer::start(vec![Reply::ok(
+        r#"{"results":[],"info":{"seed":"s","results":0,"page":1,"version":"1.4"}}"#,
+    )])
+    .await;
     let mut client = client(&server.url);
     assert!(client.fetch(&request(5)).await.unwrap().records.is_empty());
     assert_eq!(client.stats().empty_pages.load(Relaxed), 1);
@@ -149,7 +179,11 @@ async fn empty_results_are_an_empty_page() {
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
-    let server = ScriptedServer::start(vec![Reply::status(404, "Not Found"), Reply::ok(good_page(1))]).await;
+    let server = ScriptedServer::start(vec![
+        Reply::status(404, "Not Found"),
+        Reply::ok(good_page(1)),
+    ])
+    .await;
     let err = client(&server.url).fetch(&request(1)).await.unwrap_err();
     assert_eq!(err.to_string(), "request rejected: HTTP 404: Not Found");
     assert_eq!(server.requests().len(), 1);
@@ -158,12 +192,23 @@ async fn client_errors_are_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_page_writes_nothing_and_keeps_the_cursor() {
     let bad = || Reply::ok(r#"{"results":[{"login":{"uuid":"#);
-    let server = ScriptedServer::start(vec![bad(), bad(), bad(), bad(), Reply::ok(good_page(5))]).await;
+    let server =
+        ScriptedServer::start(vec![bad(), bad(), bad(), bad(), Reply::ok(good_page(5))]).await;
     let dir = tempfile::tempdir().unwrap();
     let log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
-    let settings = userstream::ingest::PageSettings { batch_size: 5, seed: Some("k".into()), nat: vec![] };
-    let mut ingestor =
-        userstream::ingest::Ingestor::new(client(&server.url), log, &settings, "run".into(), AppendSignal::new()).unwrap();
+    let settings = userstream::ingest::PageSettings {
+        batch_size: 5,
+        seed: Some("k".into()),
+        nat: vec![],
+    };
+    let mut ingestor = userstream::ingest::Ingestor::new(
+        client(&server.url),
+        log,
+        &settings,
+        "run".into(),
+        AppendSignal::new(),
+    )
+    .unwrap();
     let err = ingestor.ingest_page().await.unwrap_err();
     assert!(err.to_string().contains("truncated JSON"), "{err}");
     assert_eq!(ingestor.cursor().next_page, 1);

@@ -14,7 +14,15 @@ fn run(dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_userstream"))
         .args(["-q", "--data-dir"])
         .arg(dir)
-        .args(["run", "--seed", "crash", "--batch-size", "500", "--rate", "4000"])
+        .args([
+            "run",
+            "--seed",
+            "crash",
+            "--batch-size",
+            "500",
+            "--rate",
+            "4000",
+        ])
         .args(["--max-users", &USERS.to_string()])
         .spawn()
         .expect("starting userstream")
@@ -45,13 +53,20 @@ fn sigkill_then_restart_gives_the_same_exact_result() {
         child.kill().unwrap(); // SIGKILL: no handler runs, no buffer is flushed
         child.wait().unwrap();
         let stored = count(&crashed.path().join("store.db"), "created_users");
-        assert!(stored < USERS, "killed too late to test anything ({stored} rows)");
+        assert!(
+            stored < USERS,
+            "killed too late to test anything ({stored} rows)"
+        );
     }
     assert!(run(crashed.path()).wait().unwrap().success());
 
     let expected = store_rows(reference.path());
     assert_eq!(expected.len() as u64, USERS);
-    assert_eq!(store_rows(crashed.path()), expected, "rows differ after crash and restart");
+    assert_eq!(
+        store_rows(crashed.path()),
+        expected,
+        "rows differ after crash and restart"
+    );
     let (logged, distinct) = log_uuids(crashed.path());
     assert_eq!(logged as u64, USERS, "a page was appended twice or lost");
     assert_eq!(distinct.len() as u64, USERS);

@@ -24,8 +24,10 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     tokio::spawn(serve_api::serve(listener, std::future::pending()));
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
     config.ingest.source = SourceKind::Randomuser;
     config.randomuser.url = url.clone();
     config.randomuser.users_per_window = 0;
@@ -35,7 +37,9 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     config.ingest.max_users = Some(USERS);
     config.validate().unwrap();
 
-    let summary = run_pipeline(&config, CancellationToken::new(), false).await.unwrap();
+    let summary = run_pipeline(&config, CancellationToken::new(), false)
+        .await
+        .unwrap();
     assert_eq!(summary.ingest.users, USERS);
     assert_eq!(summary.process.rows, USERS);
     assert_eq!(summary.process.dead_letters, 0);
@@ -50,7 +54,8 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
             .send()
             .await
             .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
         originals.extend(body["results"].as_array().unwrap().iter().cloned());
     }
     assert_eq!(originals.len() as u64, USERS);
@@ -64,42 +69,84 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     }
 
     let bytes = all_bytes(dir.path());
-    for key in ["\"password\"", "\"salt\"", "\"md5\"", "\"sha1\"", "\"sha256\""] {
-        assert!(!bytes.contains(key), "credential field {key} found in the data directory");
+    for key in [
+        "\"password\"",
+        "\"salt\"",
+        "\"md5\"",
+        "\"sha1\"",
+        "\"sha256\"",
+    ] {
+        assert!(
+            !bytes.contains(key),
+            "credential field {key} found in the data directory"
+        );
     }
     for original in originals.iter().step_by(97) {
         for field in ["salt", "md5", "sha1", "sha256"] {
             let secret = original["login"][field].as_str().unwrap();
-            assert!(!bytes.contains(secret), "login.{field} value {secret} found on disk");
+            assert!(
+                !bytes.contains(secret),
+                "login.{field} value {secret} found on disk"
+            );
         }
     }
 
     // Replay: the first 500 records again, plus poison. Duplicates change nothing, poison goes
     // to the dead-letter table with its reason, and the rest of the batch is still stored.
     let mut log = SqliteLog::open(&config.log_path()).unwrap();
-    let mut records: Vec<String> = log.read_after(0, 500).unwrap().into_iter().map(|r| r.record).collect();
+    let mut records: Vec<String> = log
+        .read_after(0, 500)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record)
+        .collect();
     records.extend([
         r#"{"name":{"first":"No","last":"Id"}}"#.to_owned(),
         "[1,2,3]".to_owned(),
-        originals[0].to_string().replace(originals[0]["login"]["uuid"].as_str().unwrap(), "not-a-uuid"),
+        originals[0].to_string().replace(
+            originals[0]["login"]["uuid"].as_str().unwrap(),
+            "not-a-uuid",
+        ),
     ]);
-    log.append(AppendBatch { run_id: "replay", source: "test", fetched_at_micros: 0, records, cursor: None })
-        .unwrap();
+    log.append(AppendBatch {
+        run_id: "replay",
+        source: "test",
+        fetched_at_micros: 0,
+        records,
+        cursor: None,
+    })
+    .unwrap();
     let signal = AppendSignal::new();
     signal.close();
     let reader = SqliteLog::open(&config.log_path()).unwrap();
     let sink = SqliteStore::open(&config.store_path()).unwrap();
-    let replay = Processor::new(reader, sink, config.processor_config()).run(&signal).unwrap();
-    assert_eq!((replay.records, replay.rows, replay.dead_letters), (503, 500, 3));
+    let replay = Processor::new(reader, sink, config.processor_config())
+        .run(&signal)
+        .unwrap();
+    assert_eq!(
+        (replay.records, replay.rows, replay.dead_letters),
+        (503, 500, 3)
+    );
 
     let (logged, logged_ids) = log_uuids(dir.path());
     assert_eq!(logged as u64, USERS + 503);
-    let valid: BTreeSet<String> =
-        logged_ids.into_iter().filter(|id| uuid::Uuid::parse_str(id).is_ok()).collect();
-    assert_eq!(store_ids(dir.path()), valid, "store holds exactly the distinct ids of the log");
+    let valid: BTreeSet<String> = logged_ids
+        .into_iter()
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .collect();
+    assert_eq!(
+        store_ids(dir.path()),
+        valid,
+        "store holds exactly the distinct ids of the log"
+    );
     assert_eq!(store.count().unwrap(), USERS);
 
-    let reasons: BTreeSet<String> = store.dead_letters(10).unwrap().into_iter().map(|d| d.reason).collect();
+    let reasons: BTreeSet<String> = store
+        .dead_letters(10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
     let expected: BTreeSet<String> = [
         "login is missing".to_owned(),
         "not a JSON object: [1,2,3]".to_owned(),

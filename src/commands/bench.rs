@@ -16,7 +16,10 @@ pub fn execute(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let data_dir = if config.data_dir == Config::default().data_dir {
         scratch.path().to_path_buf()
     } else {
-        config.data_dir.join(format!("bench-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")))
+        config.data_dir.join(format!(
+            "bench-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ))
     };
     let options = BenchOptions {
         users: args.users,

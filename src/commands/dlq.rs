@@ -17,7 +17,14 @@ pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
                 OutputFormat::Table => {
                     let rows: Vec<Vec<String>> = letters
                         .iter()
-                        .map(|l| vec![l.log_seq.to_string(), l.failed_at.clone(), l.reason.clone(), l.record.clone()])
+                        .map(|l| {
+                            vec![
+                                l.log_seq.to_string(),
+                                l.failed_at.clone(),
+                                l.reason.clone(),
+                                l.record.clone(),
+                            ]
+                        })
                         .collect();
                     print_table(&["log_seq", "failed_at", "reason", "record"], &rows);
                 }

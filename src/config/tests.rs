@@ -18,7 +18,8 @@ fn defaults_are_valid_and_offline() {
 
 #[test]
 fn file_values_override_defaults() {
-    let config = load_toml("[ingest]\nbatch_size = 250\ninterval = \"250ms\"\nnat = [\"GB\"]\n").unwrap();
+    let config =
+        load_toml("[ingest]\nbatch_size = 250\ninterval = \"250ms\"\nnat = [\"GB\"]\n").unwrap();
     assert_eq!(config.ingest.batch_size, 250);
     assert_eq!(config.ingest.interval, Duration::from_millis(250));
     assert_eq!(config.ingest.nat, ["GB"]);
@@ -26,11 +27,17 @@ fn file_values_override_defaults() {
 
 #[test]
 fn unknown_keys_and_wrong_types_name_the_key() {
-    let err = load_toml("[ingest]\nbatchsize = 5\n").unwrap_err().to_string();
+    let err = load_toml("[ingest]\nbatchsize = 5\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("batchsize") && err.contains("ingest"), "{err}");
-    let err = load_toml("[ingest]\nbatch_size = \"many\"\n").unwrap_err().to_string();
+    let err = load_toml("[ingest]\nbatch_size = \"many\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ingest.batch_size"), "{err}");
-    let err = load_toml("[ingest]\ninterval = \"soon\"\n").unwrap_err().to_string();
+    let err = load_toml("[ingest]\ninterval = \"soon\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ingest.interval"), "{err}");
     let err = load_toml("[ingest\n").unwrap_err().to_string();
     assert!(err.contains("invalid configuration"), "{err}");
@@ -38,7 +45,9 @@ fn unknown_keys_and_wrong_types_name_the_key() {
 
 #[test]
 fn missing_file_is_named() {
-    let err = Config::load(Some(Path::new("/nonexistent/u.toml"))).unwrap_err().to_string();
+    let err = Config::load(Some(Path::new("/nonexistent/u.toml")))
+        .unwrap_err()
+        .to_string();
     assert_eq!(err, "config file /nonexistent/u.toml does not exist");
 }
 
@@ -46,7 +55,13 @@ fn missing_file_is_named() {
 fn out_of_range_values_are_rejected() {
     let mut config = Config::default();
     config.ingest.batch_size = 5001;
-    assert!(config.validate().unwrap_err().to_string().contains("ingest.batch_size = 5001"));
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ingest.batch_size = 5001")
+    );
     let mut config = Config::default();
     config.ingest.nat = vec!["ZZ".into()];
     assert!(format!("{:#}", config.validate().unwrap_err()).contains("unknown nationality \"ZZ\""));

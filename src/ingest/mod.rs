@@ -132,7 +132,10 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
         if page.records.is_empty() {
             // An incident answer: keep the cursor so the same page is asked for again.
             self.stats.empty_pages.fetch_add(1, Relaxed);
-            tracing::warn!(page = self.cursor.next_page, "API returned no users; will ask again");
+            tracing::warn!(
+                page = self.cursor.next_page,
+                "API returned no users; will ask again"
+            );
             return Ok(0);
         }
         let next = IngestCursor {

@@ -199,7 +199,12 @@ mod tests {
         let mut log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
         assert_eq!(log.append(batch(&["a", "b"], None)).unwrap(), Some(2));
         assert_eq!(log.append(batch(&["c"], None)).unwrap(), Some(3));
-        let read: Vec<_> = log.read_after(1, 10).unwrap().into_iter().map(|r| r.record).collect();
+        let read: Vec<_> = log
+            .read_after(1, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.record)
+            .collect();
         assert_eq!(read, ["b", "c"]);
         assert_eq!(log.read_after(1, 1).unwrap().len(), 1);
         assert_eq!(log.last_seq().unwrap(), 3);
@@ -209,10 +214,15 @@ mod tests {
     fn cursor_moves_with_its_records_and_log_id_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
-        let cursor = IngestCursor { seed: "s".into(), page_size: 2, next_page: 5 };
+        let cursor = IngestCursor {
+            seed: "s".into(),
+            page_size: 2,
+            next_page: 5,
+        };
         let id = {
             let mut log = SqliteLog::open(&path).unwrap();
-            log.append(batch(&["a"], Some(("gen", cursor.clone())))).unwrap();
+            log.append(batch(&["a"], Some(("gen", cursor.clone()))))
+                .unwrap();
             log.log_id().to_owned()
         };
         let mut log = SqliteLog::open(&path).unwrap();

@@ -23,7 +23,8 @@ pub fn redact_credentials(record: &RawValue) -> String {
     let Some(login) = top.get("login") else {
         return text.to_owned();
     };
-    let Ok(mut login_fields) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(login.get()) else {
+    let Ok(mut login_fields) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(login.get())
+    else {
         return text.to_owned();
     };
     let before = login_fields.len();
@@ -49,7 +50,9 @@ mod tests {
     fn removes_every_credential_and_keeps_the_rest_byte_for_byte() {
         let input = r#"{"gender":"female","login":{"uuid":"7a0eed16-9430-4d68-901f-c0d4c1c3bf00","username":"yellowpeacock117","password":"addison","salt":"sld1yGtd","md5":"m","sha1":"s1","sha256":"s256"},"location":{"postcode": 63104}}"#;
         let out = redact_credentials(&raw(input));
-        for secret in ["addison", "sld1yGtd", "\"m\"", "s1", "s256", "password", "salt"] {
+        for secret in [
+            "addison", "sld1yGtd", "\"m\"", "s1", "s256", "password", "salt",
+        ] {
             assert!(!out.contains(secret), "{secret} survived in {out}");
         }
         assert!(out.contains("yellowpeacock117"));
@@ -58,7 +61,12 @@ mod tests {
 
     #[test]
     fn leaves_records_without_credentials_untouched() {
-        for input in [r#"[1,2]"#, r#"{"login":"x"}"#, r#"{"name":{}}"#, r#"{"login":{"uuid":"u"}}"#] {
+        for input in [
+            r#"[1,2]"#,
+            r#"{"login":"x"}"#,
+            r#"{"name":{}}"#,
+            r#"{"login":{"uuid":"u"}}"#,
+        ] {
             assert_eq!(redact_credentials(&raw(input)), input);
         }
     }

@@ -27,7 +27,9 @@ pub enum ProcessError {
     Sink(#[from] SinkError),
     /// The store remembers more of the log than the log holds: the log was replaced or lost its
     /// tail. Continuing would silently skip new records, so we refuse.
-    #[error("the store's position {position} is past the end of the log ({last}); was the log replaced or restored from an older copy?")]
+    #[error(
+        "the store's position {position} is past the end of the log ({last}); was the log replaced or restored from an older copy?"
+    )]
     PositionPastEnd { position: u64, last: u64 },
 }
 
@@ -91,7 +93,8 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
         }
         self.stats.position.store(position, Relaxed);
         // 1 µs to 1 hour at 3 significant digits; anything slower is clamped, not lost.
-        let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        let mut latency =
+            Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
         let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
         let mut rows = Vec::with_capacity(self.config.batch_size);
         let mut dead = Vec::new();
@@ -131,7 +134,9 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             dead_total += dead.len() as u64;
             self.stats.records.fetch_add(batch.len() as u64, Relaxed);
             self.stats.rows.fetch_add(rows.len() as u64, Relaxed);
-            self.stats.dead_letters.fetch_add(dead.len() as u64, Relaxed);
+            self.stats
+                .dead_letters
+                .fetch_add(dead.len() as u64, Relaxed);
             self.stats.batches.fetch_add(1, Relaxed);
             self.stats.position.store(position, Relaxed);
             if !dead.is_empty() {

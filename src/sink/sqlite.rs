@@ -111,12 +111,18 @@ impl SqliteStore {
         Ok(Self { conn })
     }
 
-    fn users(&self, clause: &str, params: impl rusqlite::Params) -> Result<Vec<UserRow>, SinkError> {
+    fn users(
+        &self,
+        clause: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<UserRow>, SinkError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("{SELECT_USERS} {clause}"))
             .map_err(sql("prepare user query"))?;
-        let rows = stmt.query_map(params, read_row).map_err(sql("query users"))?;
+        let rows = stmt
+            .query_map(params, read_row)
+            .map_err(sql("query users"))?;
         rows.collect::<Result<_, _>>().map_err(sql("read user"))
     }
 }
@@ -126,11 +132,16 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
         idx: usize,
         res: Result<T, E>,
     ) -> rusqlite::Result<T> {
-        res.map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+        res.map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        })
     }
     let ts = |idx: usize| -> rusqlite::Result<DateTime<Utc>> {
         let text: String = r.get(idx)?;
-        parse(idx, DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)))
+        parse(
+            idx,
+            DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)),
+        )
     };
     Ok(UserRow {
         id: parse(0, Uuid::from_slice(&r.get::<_, Vec<u8>>(0)?))?,
@@ -262,7 +273,8 @@ impl UserQuery for SqliteStore {
                 })
             })
             .map_err(sql("query dead letters"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("read dead letter"))
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read dead letter"))
     }
 }
 

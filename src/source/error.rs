@@ -36,7 +36,10 @@ fn retry_after_text(retry_after: &Option<Duration>) -> String {
 impl FetchError {
     /// Whether another attempt of the same request may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, FetchError::Rejected { .. } | FetchError::GaveUp { .. })
+        !matches!(
+            self,
+            FetchError::Rejected { .. } | FetchError::GaveUp { .. }
+        )
     }
 
     /// A short, stable label for counting errors by kind.

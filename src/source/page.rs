@@ -26,14 +26,18 @@ pub fn parse_page(body: &[u8]) -> Result<Page, FetchError> {
         } else {
             "not JSON"
         };
-        FetchError::Malformed(format!("{what} ({err}) in {} bytes: {}", body.len(), preview(body)))
+        FetchError::Malformed(format!(
+            "{what} ({err}) in {} bytes: {}",
+            body.len(),
+            preview(body)
+        ))
     })?;
     if let Some(message) = parsed.error {
         return Err(FetchError::Api(message));
     }
-    let records = parsed.results.ok_or_else(|| {
-        FetchError::Malformed(format!("no \"results\" field: {}", preview(body)))
-    })?;
+    let records = parsed
+        .results
+        .ok_or_else(|| FetchError::Malformed(format!("no \"results\" field: {}", preview(body))))?;
     Ok(Page { records })
 }
 
@@ -56,13 +60,21 @@ mod tests {
 
     #[test]
     fn empty_results_is_an_empty_page_not_an_error() {
-        assert!(parse_page(br#"{"results":[],"info":{}}"#).unwrap().records.is_empty());
+        assert!(
+            parse_page(br#"{"results":[],"info":{}}"#)
+                .unwrap()
+                .records
+                .is_empty()
+        );
     }
 
     #[test]
     fn error_body_is_an_api_error() {
         let err = parse_page(br#"{"error":"Uh oh, something has gone wrong."}"#).unwrap_err();
-        assert_eq!(err.to_string(), "API reported an error: Uh oh, something has gone wrong.");
+        assert_eq!(
+            err.to_string(),
+            "API reported an error: Uh oh, something has gone wrong."
+        );
     }
 
     #[test]

@@ -60,7 +60,10 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding serve-api to {addr}"))
 }
 
-async fn users(State(_state): State<Arc<ServerState>>, Query(params): Query<ApiParams>) -> Response {
+async fn users(
+    State(_state): State<Arc<ServerState>>,
+    Query(params): Query<ApiParams>,
+) -> Response {
     let results = params
         .results
         .as_deref()
@@ -81,20 +84,39 @@ async fn users(State(_state): State<Arc<ServerState>>, Query(params): Query<ApiP
     let nat: Vec<String> = params
         .nat
         .as_deref()
-        .map(|n| n.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_uppercase).collect())
+        .map(|n| {
+            n.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_uppercase)
+                .collect()
+        })
         .unwrap_or_default();
     // The API ignores a gender it doesn't know.
-    let gender = params.gender.as_deref().and_then(|g| g.parse::<Gender>().ok());
+    let gender = params
+        .gender
+        .as_deref()
+        .and_then(|g| g.parse::<Gender>().ok());
 
     let mut body = Vec::with_capacity(results as usize * 1200);
-    if let Err(err) = write_page(&mut body, &seed, page, results, &Filters { nat: &nat, gender }) {
+    if let Err(err) = write_page(
+        &mut body,
+        &seed,
+        page,
+        results,
+        &Filters { nat: &nat, gender },
+    ) {
         let error = serde_json::json!({ "error": err.to_string() });
         return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
     }
     if params.inc.is_some() || params.exc.is_some() {
         body = select_fields(&body, params.inc.as_deref(), params.exc.as_deref());
     }
-    ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// Applies `inc` / `exc` to each user's top-level fields.
@@ -104,7 +126,8 @@ fn select_fields(body: &[u8], inc: Option<&str>, exc: Option<&str>) -> Vec<u8> {
             .unwrap_or_default()
     };
     let (inc, exc) = (list(inc), list(exc));
-    let mut doc: serde_json::Value = serde_json::from_slice(body).expect("generator output is JSON");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(body).expect("generator output is JSON");
     if let Some(users) = doc["results"].as_array_mut() {
         for user in users {
             if let Some(fields) = user.as_object_mut() {

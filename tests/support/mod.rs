@@ -11,12 +11,22 @@ use std::path::Path;
 /// All `login.uuid`s in the raw log, as a multiset count and a distinct set.
 pub fn log_uuids(data_dir: &Path) -> (usize, BTreeSet<String>) {
     let conn = Connection::open(data_dir.join("log.db")).unwrap();
-    let mut stmt = conn.prepare("SELECT record FROM raw_records ORDER BY seq").unwrap();
-    let records: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut stmt = conn
+        .prepare("SELECT record FROM raw_records ORDER BY seq")
+        .unwrap();
+    let records: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let ids: BTreeSet<String> = records
         .iter()
         .filter_map(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-        .filter_map(|v| v.pointer("/login/uuid").and_then(|u| u.as_str()).map(str::to_owned))
+        .filter_map(|v| {
+            v.pointer("/login/uuid")
+                .and_then(|u| u.as_str())
+                .map(str::to_owned)
+        })
         .collect();
     (records.len(), ids)
 }
@@ -30,10 +40,14 @@ pub fn store_rows(data_dir: &Path) -> Vec<Vec<String>> {
                     dob, registered_date, phone, picture FROM created_users ORDER BY id",
         )
         .unwrap();
-    stmt.query_map([], |r| (0..12).map(|i| r.get::<_, String>(i)).collect::<Result<Vec<_>, _>>())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    stmt.query_map([], |r| {
+        (0..12)
+            .map(|i| r.get::<_, String>(i))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 pub fn store_ids(data_dir: &Path) -> BTreeSet<String> {
@@ -44,7 +58,8 @@ pub fn store_ids(data_dir: &Path) -> BTreeSet<String> {
 }
 
 pub fn count(db: &Path, table: &str) -> u64 {
-    let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+    let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
         return 0;
     };
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))

@@ -10,7 +10,11 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// A complete response.
-    Status { status: u16, headers: Vec<(String, String)>, body: String },
+    Status {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
     /// Declares `body.len() + missing` bytes, sends `body`, closes: a cut connection.
     CutShort { body: String, missing: usize },
     /// Sends nothing for this long (longer than the client's timeout).
@@ -19,16 +23,28 @@ pub enum Reply {
 
 impl Reply {
     pub fn ok(body: impl Into<String>) -> Self {
-        Reply::Status { status: 200, headers: vec![], body: body.into() }
+        Reply::Status {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+        }
     }
     pub fn status(status: u16, body: impl Into<String>) -> Self {
-        Reply::Status { status, headers: vec![], body: body.into() }
+        Reply::Status {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
     }
     pub fn too_many(retry_after: Option<&str>) -> Self {
         Reply::Status {
             status: 429,
-            headers: retry_after.map(|v| ("Retry-After".to_owned(), v.to_owned())).into_iter().collect(),
-            body: r#"{"error":"Whoa, ease up there cowboy. You've requested too many users."}"#.into(),
+            headers: retry_after
+                .map(|v| ("Retry-After".to_owned(), v.to_owned()))
+                .into_iter()
+                .collect(),
+            body: r#"{"error":"Whoa, ease up there cowboy. You've requested too many users."}"#
+                .into(),
         }
     }
 }
@@ -67,11 +83,25 @@ impl ScriptedServer {
                     }
                     let head = String::from_utf8_lossy(&buf);
                     let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    seen.lock().unwrap().push(Request { at: Instant::now(), target });
-                    let reply = script.lock().unwrap().next().unwrap_or(Reply::status(500, "script exhausted"));
+                    seen.lock().unwrap().push(Request {
+                        at: Instant::now(),
+                        target,
+                    });
+                    let reply = script
+                        .lock()
+                        .unwrap()
+                        .next()
+                        .unwrap_or(Reply::status(500, "script exhausted"));
                     let raw = match reply {
-                        Reply::Status { status, headers, body } => {
-                            let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+                        Reply::Status {
+                            status,
+                            headers,
+                            body,
+                        } => {
+                            let extra: String = headers
+                                .iter()
+                                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                                .collect();
                             format!(
                                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
                                 body.len()

@@ -50,18 +50,27 @@ fn millis(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ms: i64) -> DateTime
 #[test]
 fn sample_record_maps_every_column() {
     let row = transform(SAMPLE).unwrap();
-    assert_eq!(row.id, Uuid::parse_str("7a0eed16-9430-4d68-901f-c0d4c1c3bf00").unwrap());
+    assert_eq!(
+        row.id,
+        Uuid::parse_str("7a0eed16-9430-4d68-901f-c0d4c1c3bf00").unwrap()
+    );
     assert_eq!(row.first_name, "Jane");
     assert_eq!(row.last_name, "Doe");
     assert_eq!(row.gender, "female");
-    assert_eq!(row.address, "8929 Valwood Pkwy, Billings, Michigan, United States");
+    assert_eq!(
+        row.address,
+        "8929 Valwood Pkwy, Billings, Michigan, United States"
+    );
     assert_eq!(row.post_code, "63104");
     assert_eq!(row.email, "jane.doe@example.com");
     assert_eq!(row.username, "yellowpeacock117");
     assert_eq!(row.dob, millis(1992, 3, 8, 15, 13, 16, 688));
     assert_eq!(row.registered_date, millis(2007, 7, 9, 5, 51, 59, 390));
     assert_eq!(row.phone, "(272) 790-0888");
-    assert_eq!(row.picture, "https://randomuser.me/api/portraits/med/women/75.jpg");
+    assert_eq!(
+        row.picture,
+        "https://randomuser.me/api/portraits/med/women/75.jpg"
+    );
 }
 
 #[test]
@@ -102,7 +111,11 @@ fn street_number_as_string_is_accepted() {
 
 #[test]
 fn timestamps_with_offsets_are_normalised_to_utc() {
-    let row = transform(&with(&["dob", "date"], "1992-03-08T17:13:16.688+02:00".into())).unwrap();
+    let row = transform(&with(
+        &["dob", "date"],
+        "1992-03-08T17:13:16.688+02:00".into(),
+    ))
+    .unwrap();
     assert_eq!(row.dob, millis(1992, 3, 8, 15, 13, 16, 688));
 }
 
@@ -124,7 +137,10 @@ fn each_missing_required_field_is_named() {
         (&["gender"], "gender is missing"),
         (&["location"], "location is missing"),
         (&["location", "street"], "location.street is missing"),
-        (&["location", "street", "number"], "location.street.number is missing"),
+        (
+            &["location", "street", "number"],
+            "location.street.number is missing",
+        ),
         (&["location", "city"], "location.city is missing"),
         (&["location", "state"], "location.state is missing"),
         (&["location", "country"], "location.country is missing"),
@@ -152,13 +168,25 @@ fn null_and_blank_fields_are_rejected() {
 #[test]
 fn malformed_values_are_rejected_with_the_value() {
     let err = transform(&with(&["login", "uuid"], "not-a-uuid".into())).unwrap_err();
-    assert_eq!(err.to_string(), r#"login.uuid is not a valid UUID: "not-a-uuid""#);
+    assert_eq!(
+        err.to_string(),
+        r#"login.uuid is not a valid UUID: "not-a-uuid""#
+    );
     let err = transform(&with(&["login", "uuid"], Uuid::nil().to_string().into())).unwrap_err();
-    assert!(err.to_string().starts_with("login.uuid is not a valid non-nil UUID"));
+    assert!(
+        err.to_string()
+            .starts_with("login.uuid is not a valid non-nil UUID")
+    );
     let err = transform(&with(&["dob", "date"], "yesterday".into())).unwrap_err();
-    assert_eq!(err.to_string(), r#"dob.date is not a valid RFC 3339 timestamp: "yesterday""#);
+    assert_eq!(
+        err.to_string(),
+        r#"dob.date is not a valid RFC 3339 timestamp: "yesterday""#
+    );
     let err = transform(&with(&["email"], "nobody".into())).unwrap_err();
-    assert!(err.to_string().starts_with("email is not a valid email address"));
+    assert!(
+        err.to_string()
+            .starts_with("email is not a valid email address")
+    );
 }
 
 #[test]

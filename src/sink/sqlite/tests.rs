@@ -25,10 +25,19 @@ fn commit_is_idempotent_and_keeps_position_per_log() {
     let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     assert_eq!(store.position("log").unwrap(), None);
     let rows = [row(A, "Ann"), row(B, "Bob")];
-    let dead = [DeadLetter { log_seq: 3, reason: "r".into(), record: "{}".into() }];
+    let dead = [DeadLetter {
+        log_seq: 3,
+        reason: "r".into(),
+        record: "{}".into(),
+    }];
     for _ in 0..2 {
         store
-            .commit(Commit { rows: &rows, dead_letters: &dead, log_id: "log", position: 3 })
+            .commit(Commit {
+                rows: &rows,
+                dead_letters: &dead,
+                log_id: "log",
+                position: 3,
+            })
             .unwrap();
     }
     assert_eq!(store.count().unwrap(), 2);
@@ -43,14 +52,36 @@ fn last_write_wins_and_queries_filter() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     let first = [row(A, "Ann"), row(B, "Bob")];
-    store.commit(Commit { rows: &first, dead_letters: &[], log_id: "l", position: 2 }).unwrap();
+    store
+        .commit(Commit {
+            rows: &first,
+            dead_letters: &[],
+            log_id: "l",
+            position: 2,
+        })
+        .unwrap();
     let again = [row(A, "Anna")];
-    store.commit(Commit { rows: &again, dead_letters: &[], log_id: "l", position: 3 }).unwrap();
+    store
+        .commit(Commit {
+            rows: &again,
+            dead_letters: &[],
+            log_id: "l",
+            position: 3,
+        })
+        .unwrap();
     assert_eq!(store.count().unwrap(), 2);
     assert_eq!(store.get(first[0].id).unwrap().unwrap().first_name, "Anna");
     assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
-    let uk = UserFilter { country: Some("united kingdom".into()), gender: Some("MALE".into()), limit: 10 };
+    let uk = UserFilter {
+        country: Some("united kingdom".into()),
+        gender: Some("MALE".into()),
+        limit: 10,
+    };
     assert_eq!(store.filter(&uk).unwrap().len(), 2);
-    let fr = UserFilter { country: Some("France".into()), limit: 10, ..Default::default() };
+    let fr = UserFilter {
+        country: Some("France".into()),
+        limit: 10,
+        ..Default::default()
+    };
     assert!(store.filter(&fr).unwrap().is_empty());
 }

@@ -72,7 +72,9 @@ pub fn write_page(
 
 /// A `nat` code the API does not know.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown nationality {0:?}; known: AU, BR, CA, CH, DE, DK, ES, FI, FR, GB, IE, IN, IR, MX, NL, NO, NZ, RS, TR, UA, US")]
+#[error(
+    "unknown nationality {0:?}; known: AU, BR, CA, CH, DE, DK, ES, FI, FR, GB, IE, IN, IR, MX, NL, NO, NZ, RS, TR, UA, US"
+)]
 pub struct UnknownNationality(pub String);
 
 fn select(codes: &[String]) -> Result<Vec<&'static Nationality>, UnknownNationality> {

@@ -114,17 +114,54 @@ struct Picture {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "yellow", "purple", "silver", "tiny", "lazy", "happy", "angry", "brave", "crazy", "heavy",
-    "orange", "black", "white", "red", "blue", "green", "golden", "beautiful", "ticklish", "sad",
+    "yellow",
+    "purple",
+    "silver",
+    "tiny",
+    "lazy",
+    "happy",
+    "angry",
+    "brave",
+    "crazy",
+    "heavy",
+    "orange",
+    "black",
+    "white",
+    "red",
+    "blue",
+    "green",
+    "golden",
+    "beautiful",
+    "ticklish",
+    "sad",
 ];
 const ANIMALS: &[&str] = &[
-    "peacock", "tiger", "rabbit", "koala", "bear", "fish", "goose", "panda", "zebra", "lion",
-    "swan", "frog", "leopard", "dog", "cat", "ladybug", "wolf", "bird", "snake", "butterfly",
+    "peacock",
+    "tiger",
+    "rabbit",
+    "koala",
+    "bear",
+    "fish",
+    "goose",
+    "panda",
+    "zebra",
+    "lion",
+    "swan",
+    "frog",
+    "leopard",
+    "dog",
+    "cat",
+    "ladybug",
+    "wolf",
+    "bird",
+    "snake",
+    "butterfly",
 ];
 /// The API draws passwords from a list of common ones; these are such words, never real secrets.
 const PASSWORDS: &[&str] = &[
     "addison", "sunshine", "dragon", "monkey", "letmein", "shadow", "master", "qwerty", "football",
-    "baseball", "welcome", "ninja", "mustang", "access", "trustno1", "starwars", "freedom", "hello",
+    "baseball", "welcome", "ninja", "mustang", "access", "trustno1", "starwars", "freedom",
+    "hello",
 ];
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -160,9 +197,15 @@ impl GeneratedUser {
         let (offset, description) = *TIMEZONES.choose(rng).expect("timezones");
         let dob = date(rng, DOB_FROM, DOB_TO, now_year);
         let registered = date(rng, REGISTERED_FROM, REGISTERED_TO, now_year);
-        let portrait_kind = if gender == Gender::Male { "men" } else { "women" };
+        let portrait_kind = if gender == Gender::Male {
+            "men"
+        } else {
+            "women"
+        };
         let portrait = rng.random_range(0..100);
-        let portrait_url = |size: &str| format!("https://randomuser.me/api/portraits/{size}{portrait_kind}/{portrait}.jpg");
+        let portrait_url = |size: &str| {
+            format!("https://randomuser.me/api/portraits/{size}{portrait_kind}/{portrait}.jpg")
+        };
         let username = format!(
             "{}{}{}",
             pick(rng, ADJECTIVES),
@@ -170,7 +213,11 @@ impl GeneratedUser {
             rng.random_range(100..1000)
         );
         GeneratedUser {
-            gender: if gender == Gender::Male { "male" } else { "female" },
+            gender: if gender == Gender::Male {
+                "male"
+            } else {
+                "female"
+            },
             name: Name { title, first, last },
             location: Location {
                 street: Street {

@@ -49,7 +49,11 @@ impl WindowBudget {
             }
             let (oldest, _) = self.spent[0];
             let wait = self.window - now.duration_since(oldest);
-            tracing::info!(?wait, users, "API budget exhausted for this window, waiting");
+            tracing::info!(
+                ?wait,
+                users,
+                "API budget exhausted for this window, waiting"
+            );
             tokio::time::sleep(wait).await;
         }
     }
@@ -73,7 +77,10 @@ mod tests {
         assert_eq!(&grants[..3], &[Duration::ZERO; 3]);
         for (i, at) in grants.iter().enumerate() {
             let in_window = grants[..=i].iter().filter(|g| **g + window > *at).count();
-            assert!(in_window * 300 <= 1000, "grant {i} at {at:?}: {in_window} in window");
+            assert!(
+                in_window * 300 <= 1000,
+                "grant {i} at {at:?}: {in_window} in window"
+            );
         }
         assert_eq!(grants[3], window);
     }

@@ -85,7 +85,10 @@ impl RandomUserClient {
                 status: status.as_u16(),
             });
         }
-        let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if status.is_client_error() {
             return Err(FetchError::Rejected {
                 status: status.as_u16(),
@@ -146,7 +149,9 @@ impl Source for RandomUserClient {
                 FetchError::RateLimited {
                     retry_after: Some(wait),
                 } => (*wait).min(self.config.max_retry_after),
-                _ => backoff::full_jitter(self.config.backoff_base, self.config.backoff_max, attempt),
+                _ => {
+                    backoff::full_jitter(self.config.backoff_base, self.config.backoff_max, attempt)
+                }
             };
             tracing::warn!(error = %err, attempt, ?delay, "fetch failed, retrying");
             tokio::time::sleep(delay).await;

@@ -1,0 +1,192 @@
+//! The binary as a user meets it: help with examples, clear errors for bad input, and every
+//! command working on a small run.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn userstream(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .current_dir(dir)
+        .env_remove("USERSTREAM_CONFIG")
+        .args(["-q", "--data-dir", "data"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn fails_with(out: &Output, code: i32, message: &str) {
+    assert_eq!(out.status.code(), Some(code), "stderr: {}", stderr(out));
+    assert!(
+        stderr(out).contains(message),
+        "expected {message:?} in: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        "run",
+        "ingest",
+        "process",
+        "query",
+        "dlq",
+        "bench",
+        "serve-api",
+    ] {
+        let out = userstream(dir.path(), &[command, "--help"]);
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).contains("Example"),
+            "{command} --help has no example"
+        );
+    }
+}
+
+#[test]
+fn bad_command_line_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(
+        &userstream(d, &["run", "--batch-size", "lots"]),
+        2,
+        "invalid value 'lots' for '--batch-size",
+    );
+    fails_with(
+        &userstream(d, &["run", "--interval", "soon"]),
+        2,
+        "invalid value 'soon' for '--interval",
+    );
+    fails_with(
+        &userstream(d, &["run", "--batch-size", "9000"]),
+        1,
+        "ingest.batch_size = 9000 is out of range",
+    );
+    fails_with(
+        &userstream(d, &["run", "--nat", "GB,XX"]),
+        1,
+        "unknown nationality \"XX\"",
+    );
+    fails_with(
+        &userstream(d, &["run", "--url", "not a url"]),
+        1,
+        "randomuser.url = \"not a url\" is not a URL",
+    );
+    fails_with(&userstream(d, &["query", "get", "bob"]), 2, "not a user id");
+    fails_with(
+        &userstream(d, &["query", "count"]),
+        1,
+        "no store at data/store.db",
+    );
+    fails_with(
+        &userstream(d, &["frobnicate"]),
+        2,
+        "unrecognized subcommand 'frobnicate'",
+    );
+}
+
+#[test]
+fn bad_configuration_is_named_with_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("userstream.toml"), "[ingest]\nbatch_sise = 10\n").unwrap();
+    fails_with(
+        &userstream(d, &["run"]),
+        1,
+        "unknown field: found `batch_sise`",
+    );
+    fails_with(
+        &userstream(d, &["--config", "missing.toml", "run"]),
+        1,
+        "config file missing.toml does not exist",
+    );
+    std::fs::remove_file(d.join("userstream.toml")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .current_dir(d)
+        .env("USERSTREAM_INGEST__BATCH_SIZE", "lots")
+        .args(["run"])
+        .output()
+        .unwrap();
+    fails_with(&out, 1, "ingest.batch_size");
+    assert!(stderr(&out).contains("USERSTREAM_"), "{}", stderr(&out));
+}
+
+#[test]
+fn ingest_process_query_and_dlq_work_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = userstream(
+        d,
+        &[
+            "ingest",
+            "--once",
+            "--batch-size",
+            "150",
+            "--seed",
+            "cli",
+            "--nat",
+            "gb,fr",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(support::count(&d.join("data/log.db"), "raw_records"), 150);
+    assert!(userstream(d, &["process"]).status.success());
+    assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "150");
+
+    let latest: serde_json::Value = serde_json::from_str(&stdout(&userstream(
+        d,
+        &["query", "latest", "3", "--format", "json"],
+    )))
+    .unwrap();
+    let latest = latest.as_array().unwrap();
+    assert_eq!(latest.len(), 3);
+    let id = latest[0]["id"].as_str().unwrap();
+    let one = stdout(&userstream(d, &["query", "get", id]));
+    assert!(one.contains(id) && one.contains("post_code"), "{one}");
+
+    let found: serde_json::Value = serde_json::from_str(&stdout(&userstream(
+        d,
+        &[
+            "query",
+            "find",
+            "--country",
+            "united kingdom",
+            "--gender",
+            "female",
+            "--limit",
+            "500",
+            "-f",
+            "json",
+        ],
+    )))
+    .unwrap();
+    let found = found.as_array().unwrap();
+    assert!(!found.is_empty());
+    for user in found {
+        assert!(
+            user["address"]
+                .as_str()
+                .unwrap()
+                .ends_with(", United Kingdom")
+        );
+        assert_eq!(user["gender"], "female");
+    }
+    let table = stdout(&userstream(d, &["query", "latest", "2"]));
+    assert!(
+        table.starts_with("id") && table.contains("(2 rows)"),
+        "{table}"
+    );
+    assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "0");
+    assert!(stdout(&userstream(d, &["dlq", "list"])).contains("(0 rows)"));
+}
