@@ -72,3 +72,28 @@ fn sigkill_then_restart_gives_the_same_exact_result() {
     assert_eq!(distinct.len() as u64, USERS);
     assert_eq!(count(&crashed.path().join("store.db"), "dead_letters"), 0);
 }
+
+#[test]
+fn ctrl_c_drains_everything_ingested_before_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .args(["-q", "--data-dir"])
+        .arg(dir.path())
+        .args(["run", "--batch-size", "200", "--rate", "2000"])
+        .spawn()
+        .unwrap();
+    wait_for_rows(&mut child, dir.path(), 1_000);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(child.wait().unwrap().success(), "graceful shutdown should exit 0");
+    let (logged, distinct) = log_uuids(dir.path());
+    assert!(logged >= 1_000);
+    assert_eq!(
+        count(&dir.path().join("store.db"), "created_users"),
+        distinct.len() as u64,
+        "every logged record is processed before exit"
+    );
+}
