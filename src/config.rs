@@ -4,6 +4,7 @@
 //! Every key is checked: an unknown key or a bad value is an error naming the key and where it came
 //! from, never a silently ignored setting.
 
+use crate::postgres::PostgresOptions;
 use crate::source::generator::validate_nationalities;
 use crate::source::randomuser::ClientConfig;
 use crate::source::randomuser::config::MAX_RESULTS;
@@ -28,6 +29,26 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub randomuser: ClientConfig,
     pub process: ProcessConfig,
+    pub store: StoreConfig,
+    pub backup: BackupConfig,
+    /// Pool and TLS settings for every PostgreSQL connection.
+    pub postgres: PostgresOptions,
+}
+
+/// Where rows go; the embedded SQLite store under `data_dir` unless a server is named.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:5432/db?sslmode=require`: PostgreSQL as the final store.
+    pub postgres: Option<String>,
+}
+
+/// Where raw records are kept (the log); the embedded SQLite log under `data_dir` by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// `postgres://...`: the raw log in PostgreSQL.
+    pub postgres: Option<String>,
 }
 
 /// Which source ingest pulls from.
@@ -79,6 +100,9 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             randomuser: ClientConfig::default(),
             process: ProcessConfig::default(),
+            store: StoreConfig::default(),
+            backup: BackupConfig::default(),
+            postgres: PostgresOptions::default(),
         }
     }
 }
@@ -160,6 +184,22 @@ impl Config {
         }
         if self.process.commit_attempts == 0 {
             bail!("process.commit_attempts must be at least 1");
+        }
+        for (key, url) in [
+            ("store.postgres", &self.store.postgres),
+            ("backup.postgres", &self.backup.postgres),
+        ] {
+            if let Some(url) = url {
+                url.parse::<tokio_postgres::Config>().map_err(|e| {
+                    anyhow::anyhow!(
+                        "{key} = {:?} is not a PostgreSQL URL: {e}",
+                        crate::postgres::redact_url(url)
+                    )
+                })?;
+            }
+        }
+        if self.postgres.pool_size == Some(0) {
+            bail!("postgres.pool_size must be at least 1");
         }
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");

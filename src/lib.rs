@@ -9,6 +9,7 @@
 //! * [`log`]: the durable, ordered record of everything fetched (the outbox for later buses).
 //! * [`process`]: validates and transforms each raw record into a [`model::UserRow`].
 //! * [`sink`]: stores rows, dead letters and the processor's read position in one transaction.
+//! * [`postgres`]: the pool, TLS and migrations the PostgreSQL log and store share.
 //! * [`pipeline`], [`bench`], [`commands`]: the wiring the CLI exposes.
 //!
 //! `docs/ARCHITECTURE.md` explains where each delivery guarantee is enforced.
@@ -21,6 +22,7 @@ pub mod ingest;
 pub mod log;
 pub mod model;
 pub mod pipeline;
+pub mod postgres;
 pub mod process;
 pub mod sink;
 pub mod source;

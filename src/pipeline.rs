@@ -3,10 +3,10 @@
 
 use crate::config::{Config, SourceKind};
 use crate::ingest::{Ingestor, PageSettings, Schedule, ScheduleSummary, run_schedule};
-use crate::log::{AppendSignal, SqliteLog};
+use crate::log::{AnyLog, AppendSignal, PostgresLog, SqliteLog};
 use crate::process::processor::ProcessSummary;
 use crate::process::{Processor, ProcessorConfig};
-use crate::sink::SqliteStore;
+use crate::sink::{AnyStore, PostgresStore, SqliteStore};
 use crate::source::{AnySource, GeneratorSource, RandomUserClient};
 use anyhow::Context;
 use std::time::{Duration, Instant};
@@ -53,16 +53,57 @@ impl Config {
     }
 }
 
-/// Opens the embedded log and store under `config.data_dir`.
-pub fn open_embedded(config: &Config) -> anyhow::Result<(SqliteLog, SqliteStore)> {
-    config.ensure_data_dir()?;
-    let log_path = config.log_path();
-    let log =
-        SqliteLog::open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
-    let store_path = config.store_path();
-    let store = SqliteStore::open(&store_path)
-        .with_context(|| format!("opening {}", store_path.display()))?;
-    Ok((log, store))
+/// Opens the configured raw log: PostgreSQL if `[backup] postgres` is set, else SQLite under
+/// `data_dir`. Each call is a new connection (ingest writes with one, the processor reads with
+/// another).
+pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
+    match &config.backup.postgres {
+        Some(url) => Ok(AnyLog::Postgres(Box::new(
+            PostgresLog::open(url, &config.postgres).with_context(|| {
+                format!(
+                    "opening the raw log at {}",
+                    crate::postgres::redact_url(url)
+                )
+            })?,
+        ))),
+        None => {
+            config.ensure_data_dir()?;
+            let path = config.log_path();
+            Ok(AnyLog::Sqlite(
+                SqliteLog::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            ))
+        }
+    }
+}
+
+/// Opens the configured store: PostgreSQL if `[store] postgres` is set, else SQLite.
+pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    match &config.store.postgres {
+        Some(url) => Ok(AnyStore::Postgres(Box::new(
+            PostgresStore::open(url, &config.postgres).with_context(|| {
+                format!("opening the store at {}", crate::postgres::redact_url(url))
+            })?,
+        ))),
+        None => {
+            config.ensure_data_dir()?;
+            let path = config.store_path();
+            Ok(AnyStore::Sqlite(
+                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            ))
+        }
+    }
+}
+
+/// Where the log and the store live, for log lines (passwords removed).
+pub fn describe_backends(config: &Config) -> (String, String) {
+    let describe = |url: &Option<String>, path: std::path::PathBuf| match url {
+        Some(url) => crate::postgres::redact_url(url),
+        None => path.display().to_string(),
+    };
+    (
+        describe(&config.backup.postgres, config.log_path()),
+        describe(&config.store.postgres, config.store_path()),
+    )
 }
 
 /// Runs ingest and processing until `cancel` fires or `ingest.max_users` is reached, then lets
@@ -73,8 +114,9 @@ pub async fn run_pipeline(
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let (writer, store) = open_embedded(config)?;
-    let reader = SqliteLog::open(&config.log_path()).context("opening the log for reading")?;
+    let writer = open_log(config)?;
+    let reader = open_log(config).context("opening the log for reading")?;
+    let store = open_store(config)?;
     let signal = AppendSignal::new();
 
     let mut processor = Processor::new(reader, store, config.processor_config());
@@ -110,7 +152,8 @@ pub async fn run_pipeline(
         page = ingestor.cursor().next_page,
         batch_size = config.ingest.batch_size,
         interval = ?config.fetch_interval(),
-        data_dir = %config.data_dir.display(),
+        log = %describe_backends(config).0,
+        store = %describe_backends(config).1,
         "pipeline started"
     );
     let progress_done = CancellationToken::new();

@@ -88,7 +88,10 @@ fn ctrl_c_drains_everything_ingested_before_exiting() {
         .status()
         .unwrap();
     assert!(sent.success());
-    assert!(child.wait().unwrap().success(), "graceful shutdown should exit 0");
+    assert!(
+        child.wait().unwrap().success(),
+        "graceful shutdown should exit 0"
+    );
     let (logged, distinct) = log_uuids(dir.path());
     assert!(logged >= 1_000);
     assert_eq!(

@@ -12,7 +12,10 @@ async fn server() -> String {
 async fn get(url: &str) -> (u16, serde_json::Value) {
     let response = reqwest::get(url).await.unwrap();
     let status = response.status().as_u16();
-    (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
+    (
+        status,
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -23,11 +26,18 @@ async fn pages_filters_and_field_selection_behave_like_the_api() {
     assert_eq!(a["results"].as_array().unwrap().len(), 20);
     assert_eq!(a["info"]["seed"], "x");
     let (_, b) = get(&format!("{base}/api/1.4/?results=10&seed=x&page=2")).await;
-    assert_eq!(a["results"].as_array().unwrap()[10..], b["results"].as_array().unwrap()[..]);
+    assert_eq!(
+        a["results"].as_array().unwrap()[10..],
+        b["results"].as_array().unwrap()[..]
+    );
 
     for bad in ["0", "5001", "many", "-3"] {
         let (_, page) = get(&format!("{base}/api/?results={bad}")).await;
-        assert_eq!(page["results"].as_array().unwrap().len(), 1, "results={bad}");
+        assert_eq!(
+            page["results"].as_array().unwrap().len(),
+            1,
+            "results={bad}"
+        );
     }
 
     let (_, gb) = get(&format!("{base}/api/?results=30&nat=gb,ca&gender=female")).await;
@@ -46,5 +56,10 @@ async fn pages_filters_and_field_selection_behave_like_the_api() {
 
     let (status, error) = get(&format!("{base}/api/?nat=XX")).await;
     assert_eq!(status, 400);
-    assert!(error["error"].as_str().unwrap().contains("unknown nationality"));
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown nationality")
+    );
 }

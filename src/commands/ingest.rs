@@ -4,9 +4,8 @@ use super::{apply_source_args, runtime, shutdown_on_signal};
 use crate::cli::IngestArgs;
 use crate::config::Config;
 use crate::ingest::{Ingestor, Schedule, run_schedule};
-use crate::log::{AppendSignal, SqliteLog};
-use crate::pipeline::build_source;
-use anyhow::Context;
+use crate::log::AppendSignal;
+use crate::pipeline::{build_source, describe_backends, open_log};
 use std::time::Duration;
 
 pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
@@ -14,10 +13,8 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     // One page unless a total was asked for; --once insists on one page.
     let max_pages = (args.once || config.ingest.max_users.is_none()).then_some(1);
     config.validate()?;
-    config.ensure_data_dir()?;
     runtime()?.block_on(async {
-        let log = SqliteLog::open(&config.log_path())
-            .with_context(|| format!("opening {}", config.log_path().display()))?;
+        let log = open_log(&config)?;
         let mut ingestor = Ingestor::new(
             build_source(&config)?,
             log,
@@ -38,7 +35,7 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
             seed = %ingestor.cursor().seed,
             next_page = ingestor.cursor().next_page,
             "ingested into {}",
-            config.log_path().display()
+            describe_backends(&config).0
         );
         Ok(())
     })

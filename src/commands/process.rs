@@ -3,16 +3,14 @@
 use super::{runtime, shutdown_on_signal};
 use crate::cli::ProcessArgs;
 use crate::config::Config;
-use crate::log::{AppendSignal, SqliteLog};
-use crate::pipeline::open_embedded;
+use crate::log::AppendSignal;
+use crate::pipeline::{open_log, open_store};
 use crate::process::Processor;
-use anyhow::Context;
 
 pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     config.validate()?;
-    let (log, store) = open_embedded(&config)?;
-    drop(log);
-    let reader = SqliteLog::open(&config.log_path()).context("opening the log")?;
+    let reader = open_log(&config)?;
+    let store = open_store(&config)?;
     let mut processor = Processor::new(reader, store, config.processor_config());
     let signal = AppendSignal::new();
     // Without --follow the processor drains the log once and stops; with it, until Ctrl-C.

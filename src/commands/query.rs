@@ -3,19 +3,20 @@
 use super::output::print_users;
 use crate::cli::{OutputFormat, Query, QueryArgs};
 use crate::config::Config;
-use crate::sink::{SqliteStore, UserFilter, UserQuery};
-use anyhow::{Context, bail};
+use crate::sink::{AnyStore, UserFilter, UserQuery};
+use anyhow::bail;
 
-/// Opens the store read-only in spirit: a missing store is an error, not a new empty one.
-pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+/// Opens the configured store for reading; a missing embedded store is an error, not a new
+/// empty one.
+pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     let path = config.store_path();
-    if !path.is_file() {
+    if config.store.postgres.is_none() && !path.is_file() {
         bail!(
             "no store at {}: run `userstream run` (or `ingest` then `process`) first, or pass --data-dir",
             path.display()
         );
     }
-    SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))
+    crate::pipeline::open_store(config)
 }
 
 pub fn execute(config: &Config, args: QueryArgs) -> anyhow::Result<()> {

@@ -4,9 +4,13 @@
 //! paging cursor in one transaction); processors read it by sequence number and keep their own
 //! position next to the rows they write. Later buses (Kafka) relay from it as an outbox.
 
+pub mod any;
+pub mod postgres;
 pub mod signal;
 pub mod sqlite;
 
+pub use any::AnyLog;
+pub use postgres::PostgresLog;
 pub use signal::AppendSignal;
 pub use sqlite::SqliteLog;
 
@@ -19,6 +23,8 @@ pub enum LogError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("raw log: {0}")]
+    Postgres(#[from] crate::postgres::PgError),
     #[error("raw log at {path}: {reason}")]
     Incompatible { path: String, reason: String },
 }

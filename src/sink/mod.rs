@@ -5,9 +5,13 @@
 //! all of a batch or none of it, and the next start resumes exactly after the last kept batch.
 //! Rows are upserts by id, so a batch that is written again changes nothing.
 
+pub mod any;
+pub mod postgres;
 pub mod query;
 pub mod sqlite;
 
+pub use any::AnyStore;
+pub use postgres::PostgresStore;
 pub use query::{DeadLetterEntry, UserFilter, UserQuery};
 pub use sqlite::SqliteStore;
 
@@ -22,6 +26,8 @@ pub enum SinkError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("store: {0}")]
+    Postgres(#[from] crate::postgres::PgError),
     #[error("store at {path}: {reason}")]
     Incompatible { path: String, reason: String },
 }

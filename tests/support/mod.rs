@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod postgres;
 pub mod scripted_server;
 
 use rusqlite::Connection;

@@ -1,0 +1,156 @@
+//! The raw log in PostgreSQL (`[backup] postgres = ...`): the same contract as the SQLite log,
+//! for deployments where raw records must live in a shared, backed-up database.
+//!
+//! Ordering: a `BIGSERIAL` alone is not enough, since two concurrent appenders can commit their
+//! sequence numbers out of order and a reader could move past a number that is not visible yet.
+//! Every append therefore takes a transaction-scoped advisory lock first, so appends (and so
+//! sequence numbers) commit strictly in order, whatever number of ingest processes share the log.
+
+use super::{AppendBatch, IngestCursor, LogError, LogRecord, RawLog};
+use crate::postgres::{Migration, PgError, Postgres, PostgresOptions, migrate};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "
+        CREATE TABLE raw_records (
+            seq        BIGSERIAL PRIMARY KEY,
+            run_id     TEXT   NOT NULL,
+            source     TEXT   NOT NULL,
+            fetched_at BIGINT NOT NULL,
+            record     TEXT   NOT NULL
+        );
+        CREATE TABLE ingest_cursors (
+            source_key TEXT    PRIMARY KEY,
+            seed       TEXT    NOT NULL,
+            page_size  INTEGER NOT NULL,
+            next_page  BIGINT  NOT NULL
+        );
+        CREATE TABLE log_meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );",
+}];
+
+/// Arbitrary constant naming the append lock ("userappe").
+const APPEND_LOCK: i64 = 0x7573_6572_6170_7065;
+
+pub struct PostgresLog {
+    pg: Postgres,
+    log_id: String,
+}
+
+impl PostgresLog {
+    pub fn open(url: &str, options: &PostgresOptions) -> Result<Self, LogError> {
+        let pg = Postgres::connect(url, options)?;
+        migrate(&pg, "log", MIGRATIONS)?;
+        let log_id = pg.block_on(async {
+            let client = pg.pool().get().await?;
+            let fresh = uuid::Uuid::new_v4().to_string();
+            client
+                .execute(
+                    "INSERT INTO log_meta (key, value) VALUES ('log_id', $1) ON CONFLICT DO NOTHING",
+                    &[&fresh],
+                )
+                .await
+                .map_err(PgError::op("store log id"))?;
+            let row = client
+                .query_one("SELECT value FROM log_meta WHERE key = 'log_id'", &[])
+                .await
+                .map_err(PgError::op("read log id"))?;
+            Ok::<String, PgError>(row.get(0))
+        })?;
+        Ok(Self { pg, log_id })
+    }
+}
+
+impl RawLog for PostgresLog {
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    fn append(&mut self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
+        let last = self.pg.block_on(async {
+            let mut client = self.pg.pool().get().await?;
+            let tx = client.transaction().await.map_err(PgError::op("begin append"))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+                .await
+                .map_err(PgError::op("lock log"))?;
+            // One statement for the whole page: unnest keeps the array order for the sequence.
+            let row = tx
+                .query_one(
+                    "WITH appended AS (
+                         INSERT INTO raw_records (run_id, source, fetched_at, record)
+                         SELECT $1, $2, $3, r FROM unnest($4::text[]) WITH ORDINALITY AS t(r, i) ORDER BY i
+                         RETURNING seq)
+                     SELECT max(seq) FROM appended",
+                    &[&batch.run_id, &batch.source, &batch.fetched_at_micros, &batch.records],
+                )
+                .await
+                .map_err(PgError::op("append records"))?;
+            let last: Option<i64> = row.get(0);
+            if let Some((key, cursor)) = &batch.cursor {
+                tx.execute(
+                    "INSERT INTO ingest_cursors (source_key, seed, page_size, next_page) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (source_key) DO UPDATE SET seed = excluded.seed,
+                         page_size = excluded.page_size, next_page = excluded.next_page",
+                    &[key, &cursor.seed, &(cursor.page_size as i32), &(cursor.next_page as i64)],
+                )
+                .await
+                .map_err(PgError::op("update cursor"))?;
+            }
+            tx.commit().await.map_err(PgError::op("commit append"))?;
+            Ok::<_, PgError>(last.map(|s| s as u64))
+        })?;
+        Ok(last)
+    }
+
+    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+        let rows = self.pg.block_on(async {
+            let client = self.pg.pool().get().await?;
+            client
+                .query(
+                    "SELECT seq, fetched_at, record FROM raw_records WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&(after as i64), &(limit as i64)],
+                )
+                .await
+                .map_err(PgError::op("read records"))
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| LogRecord {
+                seq: r.get::<_, i64>(0) as u64,
+                fetched_at_micros: r.get(1),
+                record: r.get(2),
+            })
+            .collect())
+    }
+
+    fn last_seq(&mut self) -> Result<u64, LogError> {
+        let row = self.pg.block_on(async {
+            let client = self.pg.pool().get().await?;
+            client
+                .query_one("SELECT coalesce(max(seq), 0) FROM raw_records", &[])
+                .await
+                .map_err(PgError::op("read last sequence number"))
+        })?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {
+        let row = self.pg.block_on(async {
+            let client = self.pg.pool().get().await?;
+            client
+                .query_opt(
+                    "SELECT seed, page_size, next_page FROM ingest_cursors WHERE source_key = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(PgError::op("read cursor"))
+        })?;
+        Ok(row.map(|r| IngestCursor {
+            seed: r.get(0),
+            page_size: r.get::<_, i32>(1) as u32,
+            next_page: r.get::<_, i64>(2) as u64,
+        }))
+    }
+}

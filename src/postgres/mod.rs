@@ -1,0 +1,153 @@
+//! PostgreSQL access shared by the PostgreSQL log ([`crate::log::PostgresLog`]) and store
+//! ([`crate::sink::PostgresStore`]): a connection pool, TLS, and versioned migrations.
+//!
+//! The log and sink traits are blocking (SQLite is), so each PostgreSQL component owns a small
+//! current-thread runtime and drives its async client with `block_on`. That works from the
+//! processor thread, from the command line, and from inside ingest's `block_in_place`.
+
+pub mod migrate;
+pub mod tls;
+
+pub use migrate::{Migration, migrate};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach a PostgreSQL server. TLS follows the URL's `sslmode` (`disable`, `prefer`,
+/// `require`), as with libpq; `ca_file` adds a private CA to the public roots.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresOptions {
+    /// Connections in the pool (concurrent statements).
+    pub pool_size: Option<usize>,
+    /// PEM file of an extra certificate authority.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL {op}: {source}")]
+    Postgres {
+        op: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
+    #[error("PostgreSQL URL {url}: {reason}")]
+    Config { url: String, reason: String },
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(String),
+    #[error("PostgreSQL runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+impl PgError {
+    pub fn op(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+        move |source| PgError::Postgres { op, source }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        PgError::Pool(err.to_string())
+    }
+}
+
+/// A pool of connections plus the runtime that drives them.
+pub struct Postgres {
+    /// Always `Some` until drop (taken there, see [`Drop`]).
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+}
+
+impl Drop for Postgres {
+    /// Dropping a runtime blocks, which panics inside async code (ingest drops its log there);
+    /// `shutdown_background` doesn't.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+impl Postgres {
+    /// Builds the pool and checks that a connection can be made.
+    pub fn connect(url: &str, options: &PostgresOptions) -> Result<Self, PgError> {
+        let config: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| PgError::Config {
+                    url: redact_url(url),
+                    reason: e.to_string(),
+                })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let tls = tls::connector(options.ca_file.as_deref())?;
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.unwrap_or(8))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| PgError::Pool(e.to_string()))?;
+        let pg = Self {
+            runtime: Some(runtime),
+            pool,
+        };
+        pg.block_on(async {
+            let client = pg.pool.get().await?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(PgError::op("connect"))?;
+            Ok::<_, PgError>(())
+        })
+        .map_err(|e| match e {
+            PgError::Pool(reason) => PgError::Config {
+                url: redact_url(url),
+                reason: format!("cannot connect: {reason}"),
+            },
+            other => other,
+        })?;
+        Ok(pg)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Runs `future` to completion on this component's runtime. Called from async code (the
+    /// pipeline opens its stores there), it first moves the caller off the async worker.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let runtime = self.runtime.as_ref().expect("runtime lives until drop");
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| runtime.block_on(future))
+            }
+            _ => runtime.block_on(future),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The store the configuration chose, behind one type: `query`, `dlq` and the processor never
+//! see which one it is, so switching stores is a configuration change only.
+
+use super::query::{DeadLetterEntry, UserFilter, UserQuery};
+use super::{Commit, PostgresStore, Sink, SinkError, SqliteStore};
+use crate::model::UserRow;
+use uuid::Uuid;
+
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(Box<PostgresStore>),
+}
+
+impl AnyStore {
+    fn sink(&mut self) -> &mut dyn Sink {
+        match self {
+            AnyStore::Sqlite(s) => s,
+            AnyStore::Postgres(s) => s.as_mut(),
+        }
+    }
+
+    fn query(&self) -> &dyn UserQuery {
+        match self {
+            AnyStore::Sqlite(s) => s,
+            AnyStore::Postgres(s) => s.as_ref(),
+        }
+    }
+}
+
+impl Sink for AnyStore {
+    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError> {
+        self.sink().commit(commit)
+    }
+
+    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        self.sink().position(log_id)
+    }
+}
+
+impl UserQuery for AnyStore {
+    fn count(&self) -> Result<u64, SinkError> {
+        self.query().count()
+    }
+    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        self.query().get(id)
+    }
+    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+        self.query().latest(limit)
+    }
+    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+        self.query().filter(filter)
+    }
+    fn dead_letter_count(&self) -> Result<u64, SinkError> {
+        self.query().dead_letter_count()
+    }
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+        self.query().dead_letters(limit)
+    }
+}

@@ -1,0 +1,196 @@
+//! PostgreSQL as the store and as the raw log, against a real server started for the test.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use support::postgres::TestPostgres;
+use tokio_util::sync::CancellationToken;
+use userstream::config::Config;
+use userstream::log::RawLog;
+use userstream::pipeline::{open_log, open_store, run_pipeline};
+use userstream::sink::{UserFilter, UserQuery};
+
+fn config(data_dir: &Path, users: u64) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
+    config.ingest.batch_size = 500;
+    config.ingest.interval = Duration::ZERO;
+    config.ingest.seed = Some("pg".into());
+    config.ingest.max_users = Some(users);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
+    let pg = TestPostgres::start();
+    let users = 10_000;
+
+    let embedded_dir = tempfile::tempdir().unwrap();
+    let embedded = config(embedded_dir.path(), users);
+    run_pipeline(&embedded, CancellationToken::new(), false)
+        .await
+        .unwrap();
+
+    let pg_dir = tempfile::tempdir().unwrap();
+    let mut remote = config(pg_dir.path(), users);
+    remote.backup.postgres = Some(pg.database("backup"));
+    remote.store.postgres = Some(pg.database("store"));
+    remote.validate().unwrap();
+    let summary = run_pipeline(&remote, CancellationToken::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.process.rows, summary.process.dead_letters),
+        (users, 0)
+    );
+    assert!(
+        std::fs::read_dir(pg_dir.path()).unwrap().next().is_none(),
+        "nothing written locally"
+    );
+
+    // The stores' clients are blocking: check from a blocking thread.
+    tokio::task::spawn_blocking(move || {
+        let (w, g) = (open_store(&embedded).unwrap(), open_store(&remote).unwrap());
+        assert_eq!(g.count().unwrap(), users);
+        let everyone = w.latest(users as usize).unwrap();
+        assert_eq!(everyone.len() as u64, users);
+        for row in &everyone {
+            assert_eq!(g.get(row.id).unwrap().as_ref(), Some(row), "field by field");
+        }
+        let filter = UserFilter {
+            country: Some("germany".into()),
+            gender: Some("male".into()),
+            limit: 100_000,
+        };
+        let mut a: Vec<_> = w
+            .filter(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let mut b: Vec<_> = g
+            .filter(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        a.sort();
+        b.sort();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "find answers the same on both stores");
+        assert_eq!(g.dead_letter_count().unwrap(), 0);
+    })
+    .await
+    .unwrap();
+}
+
+fn spawn_run(data_dir: &Path, env: &[(&str, String)], users: u64) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_userstream"));
+    command
+        .args(["-q", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "run",
+            "--seed",
+            "pgcrash",
+            "--batch-size",
+            "500",
+            "--rate",
+            "3000",
+        ])
+        .args(["--max-users", &users.to_string()]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+fn pg_count(url: &str) -> u64 {
+    let out = Command::new("psql")
+        .args([url, "-tAc", "SELECT count(*) FROM created_users"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_store_outage_makes_the_pipeline_wait_and_lose_nothing() {
+    let pg = TestPostgres::start();
+    let store = pg.database("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let users = 9_000;
+    let mut child = spawn_run(
+        dir.path(),
+        &[("USERSTREAM_STORE__POSTGRES", store.clone())],
+        users,
+    );
+    wait_until("first rows", || pg_count(&store) >= 1_000);
+    pg.stop_server();
+    // Ingest goes on into the local log while the store is away.
+    let log_count = || support::count(&dir.path().join("log.db"), "raw_records");
+    let before = log_count();
+    wait_until("ingest to continue", || log_count() >= before + 1_500);
+    pg.start_server();
+    assert!(
+        child.wait().unwrap().success(),
+        "the run should ride out the outage"
+    );
+    assert_eq!(pg_count(&store), users);
+    let (logged, distinct) = support::log_uuids(dir.path());
+    assert_eq!((logged as u64, distinct.len() as u64), (users, users));
+}
+
+#[test]
+fn sigkill_with_postgres_log_and_store_then_restart_gives_the_same_result() {
+    let pg = TestPostgres::start();
+    let users = 10_000;
+    let reference = tempfile::tempdir().unwrap();
+    assert!(
+        spawn_run(reference.path(), &[], users)
+            .wait()
+            .unwrap()
+            .success()
+    );
+
+    let env = [
+        ("USERSTREAM_STORE__POSTGRES", pg.database("crash_store")),
+        ("USERSTREAM_BACKUP__POSTGRES", pg.database("crash_log")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(dir.path(), &env, users);
+    wait_until("rows before the kill", || pg_count(&env[0].1) >= 3_000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(pg_count(&env[0].1) < users);
+    assert!(spawn_run(dir.path(), &env, users).wait().unwrap().success());
+
+    let mut config = Config {
+        data_dir: reference.path().to_path_buf(),
+        ..Config::default()
+    };
+    let want = open_store(&config).unwrap();
+    config.store.postgres = Some(env[0].1.clone());
+    config.backup.postgres = Some(env[1].1.clone());
+    let got = open_store(&config).unwrap();
+    assert_eq!(got.count().unwrap(), users);
+    for row in want.latest(users as usize).unwrap() {
+        assert_eq!(got.get(row.id).unwrap(), Some(row));
+    }
+    let mut log = open_log(&config).unwrap();
+    assert_eq!(log.last_seq().unwrap(), users, "no page appended twice");
+}
