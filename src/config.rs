@@ -5,6 +5,7 @@
 //! from, never a silently ignored setting.
 
 use crate::postgres::PostgresOptions;
+use crate::sink::cassandra::CassandraOptions;
 use crate::source::generator::validate_nationalities;
 use crate::source::randomuser::ClientConfig;
 use crate::source::randomuser::config::MAX_RESULTS;
@@ -33,6 +34,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Pool and TLS settings for every PostgreSQL connection.
     pub postgres: PostgresOptions,
+    /// Keyspace, replication, consistency, credentials and TLS for `[store] cassandra`.
+    pub cassandra: CassandraOptions,
 }
 
 /// Where rows go; the embedded SQLite store under `data_dir` unless a server is named.
@@ -41,6 +44,8 @@ pub struct Config {
 pub struct StoreConfig {
     /// `postgres://user:password@host:5432/db?sslmode=require`: PostgreSQL as the final store.
     pub postgres: Option<String>,
+    /// `host1:9042,host2:9042`: a Cassandra or ScyllaDB cluster as the final store.
+    pub cassandra: Option<String>,
 }
 
 /// Where raw records are kept (the log); the embedded SQLite log under `data_dir` by default.
@@ -103,6 +108,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             backup: BackupConfig::default(),
             postgres: PostgresOptions::default(),
+            cassandra: CassandraOptions::default(),
         }
     }
 }
@@ -197,6 +203,12 @@ impl Config {
                     )
                 })?;
             }
+        }
+        if self.store.postgres.is_some() && self.store.cassandra.is_some() {
+            bail!("store.postgres and store.cassandra are both set; choose one store");
+        }
+        if self.store.cassandra.is_some() {
+            self.cassandra.validate().map_err(anyhow::Error::msg)?;
         }
         if self.postgres.pool_size == Some(0) {
             bail!("postgres.pool_size must be at least 1");

@@ -6,7 +6,7 @@ use crate::ingest::{Ingestor, PageSettings, Schedule, ScheduleSummary, run_sched
 use crate::log::{AnyLog, AppendSignal, PostgresLog, SqliteLog};
 use crate::process::processor::ProcessSummary;
 use crate::process::{Processor, ProcessorConfig};
-use crate::sink::{AnyStore, PostgresStore, SqliteStore};
+use crate::sink::{AnyStore, CassandraStore, PostgresStore, SqliteStore};
 use crate::source::{AnySource, GeneratorSource, RandomUserClient};
 use anyhow::Context;
 use std::time::{Duration, Instant};
@@ -76,8 +76,14 @@ pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
     }
 }
 
-/// Opens the configured store: PostgreSQL if `[store] postgres` is set, else SQLite.
+/// Opens the configured store: Cassandra or PostgreSQL if `[store]` names one, else SQLite.
 pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    if let Some(nodes) = &config.store.cassandra {
+        return Ok(AnyStore::Cassandra(Box::new(
+            CassandraStore::open(nodes, &config.cassandra)
+                .with_context(|| format!("opening the Cassandra store at {nodes}"))?,
+        )));
+    }
     match &config.store.postgres {
         Some(url) => Ok(AnyStore::Postgres(Box::new(
             PostgresStore::open(url, &config.postgres).with_context(|| {
@@ -100,10 +106,11 @@ pub fn describe_backends(config: &Config) -> (String, String) {
         Some(url) => crate::postgres::redact_url(url),
         None => path.display().to_string(),
     };
-    (
-        describe(&config.backup.postgres, config.log_path()),
-        describe(&config.store.postgres, config.store_path()),
-    )
+    let store = match &config.store.cassandra {
+        Some(nodes) => format!("cassandra://{nodes}/{}", config.cassandra.keyspace),
+        None => describe(&config.store.postgres, config.store_path()),
+    };
+    (describe(&config.backup.postgres, config.log_path()), store)
 }
 
 /// Runs ingest and processing until `cancel` fires or `ingest.max_users` is reached, then lets

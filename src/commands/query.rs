@@ -10,7 +10,7 @@ use anyhow::bail;
 /// empty one.
 pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     let path = config.store_path();
-    if config.store.postgres.is_none() && !path.is_file() {
+    if config.store.postgres.is_none() && config.store.cassandra.is_none() && !path.is_file() {
         bail!(
             "no store at {}: run `userstream run` (or `ingest` then `process`) first, or pass --data-dir",
             path.display()

@@ -2,13 +2,14 @@
 //! see which one it is, so switching stores is a configuration change only.
 
 use super::query::{DeadLetterEntry, UserFilter, UserQuery};
-use super::{Commit, PostgresStore, Sink, SinkError, SqliteStore};
+use super::{CassandraStore, Commit, PostgresStore, Sink, SinkError, SqliteStore};
 use crate::model::UserRow;
 use uuid::Uuid;
 
 pub enum AnyStore {
     Sqlite(SqliteStore),
     Postgres(Box<PostgresStore>),
+    Cassandra(Box<CassandraStore>),
 }
 
 impl AnyStore {
@@ -16,6 +17,7 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(s) => s,
             AnyStore::Postgres(s) => s.as_mut(),
+            AnyStore::Cassandra(s) => s.as_mut(),
         }
     }
 
@@ -23,6 +25,7 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(s) => s,
             AnyStore::Postgres(s) => s.as_ref(),
+            AnyStore::Cassandra(s) => s.as_ref(),
         }
     }
 }

@@ -6,11 +6,13 @@
 //! Rows are upserts by id, so a batch that is written again changes nothing.
 
 pub mod any;
+pub mod cassandra;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
 
 pub use any::AnyStore;
+pub use cassandra::CassandraStore;
 pub use postgres::PostgresStore;
 pub use query::{DeadLetterEntry, UserFilter, UserQuery};
 pub use sqlite::SqliteStore;
@@ -28,6 +30,8 @@ pub enum SinkError {
     },
     #[error("store: {0}")]
     Postgres(#[from] crate::postgres::PgError),
+    #[error("store: {0}")]
+    Cassandra(#[from] cassandra::CassandraError),
     #[error("store at {path}: {reason}")]
     Incompatible { path: String, reason: String },
 }

@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod scripted_server;
+pub mod tcp_proxy;
 
 use rusqlite::Connection;
 use std::collections::BTreeSet;

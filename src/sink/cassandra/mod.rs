@@ -1,0 +1,455 @@
+//! Cassandra / ScyllaDB as the final store (`[store] cassandra = "host1:9042,host2:9042"`), through
+//! the `scylla` driver.
+//!
+//! Cassandra has no multi-partition transactions, so the commit contract is kept by ordering: every
+//! row and dead letter of a batch is written (concurrently, bounded, each retried on timeouts and
+//! overload) and acknowledged at the configured consistency *before* the position is written. A
+//! crash in between leaves rows whose position was not recorded; they are written again on restart,
+//! which changes nothing since an `INSERT` by primary key is an upsert.
+
+pub mod config;
+
+pub use config::CassandraOptions;
+
+use super::query::{DeadLetterEntry, UserFilter, UserQuery};
+use super::{Commit, Sink, SinkError};
+use crate::model::UserRow;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlTimestamp;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CassandraError {
+    #[error("Cassandra {op}: {message}")]
+    Driver { op: &'static str, message: String },
+    #[error("Cassandra configuration: {0}")]
+    Config(String),
+}
+
+fn driver(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> CassandraError {
+    move |e| CassandraError::Driver {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// Parses a consistency level name as CQL spells it.
+pub fn consistency(name: &str) -> Result<Consistency, String> {
+    Ok(match name.trim().to_ascii_uppercase().as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        other => {
+            return Err(format!(
+                "cassandra.consistency = {other:?} is not a consistency level"
+            ));
+        }
+    })
+}
+
+const USER_COLUMNS: &str = "id, first_name, last_name, gender, address, post_code, email, username, dob, registered_date, phone, picture";
+
+type UserTuple = (
+    Uuid,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<CqlTimestamp>,
+    Option<String>,
+    Option<String>,
+);
+
+fn to_row(t: UserTuple) -> UserRow {
+    let ts = |v: Option<CqlTimestamp>| {
+        DateTime::from_timestamp_millis(v.map_or(0, |t| t.0)).unwrap_or_default()
+    };
+    UserRow {
+        id: t.0,
+        first_name: t.1.unwrap_or_default(),
+        last_name: t.2.unwrap_or_default(),
+        gender: t.3.unwrap_or_default(),
+        address: t.4.unwrap_or_default(),
+        post_code: t.5.unwrap_or_default(),
+        email: t.6.unwrap_or_default(),
+        username: t.7.unwrap_or_default(),
+        dob: ts(t.8),
+        registered_date: ts(t.9),
+        phone: t.10.unwrap_or_default(),
+        picture: t.11.unwrap_or_default(),
+    }
+}
+
+struct Statements {
+    insert_user: PreparedStatement,
+    insert_dead_letter: PreparedStatement,
+    write_position: PreparedStatement,
+    read_position: PreparedStatement,
+    get_user: PreparedStatement,
+    scan_users: PreparedStatement,
+    scan_dead_letters: PreparedStatement,
+}
+
+pub struct CassandraStore {
+    runtime: Option<tokio::runtime::Runtime>,
+    session: Arc<Session>,
+    statements: Statements,
+    options: CassandraOptions,
+}
+
+impl Drop for CassandraStore {
+    /// As with PostgreSQL: a runtime must not block when dropped inside async code.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn block_on<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime.block_on(future))
+        }
+        _ => runtime.block_on(future),
+    }
+}
+
+impl CassandraStore {
+    /// Connects, creates keyspace and tables if missing (exactly DATA.md's table), prepares
+    /// every statement.
+    pub fn open(nodes: &str, options: &CassandraOptions) -> Result<Self, SinkError> {
+        options.validate().map_err(CassandraError::Config)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| CassandraError::Config(format!("starting runtime: {e}")))?;
+        let (session, statements) = block_on(&runtime, connect(nodes, options))?;
+        Ok(Self {
+            runtime: Some(runtime),
+            session: Arc::new(session),
+            statements,
+            options: options.clone(),
+        })
+    }
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        block_on(
+            self.runtime.as_ref().expect("runtime lives until drop"),
+            future,
+        )
+    }
+
+    /// Every user, in token order (Cassandra keeps no other order).
+    fn scan(&self) -> Result<Vec<UserRow>, SinkError> {
+        Ok(self.block_on(async {
+            let pager = self
+                .session
+                .execute_iter(self.statements.scan_users.clone(), ())
+                .await
+                .map_err(|e| driver("scan users")(&e))?;
+            let rows = pager
+                .rows_stream::<UserTuple>()
+                .map_err(|e| driver("scan users")(&e))?;
+            rows.map_ok(to_row)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| driver("scan users")(&e))
+        })?)
+    }
+}
+
+async fn connect(
+    nodes: &str,
+    options: &CassandraOptions,
+) -> Result<(Session, Statements), CassandraError> {
+    let known: Vec<&str> = nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if known.is_empty() {
+        return Err(CassandraError::Config(
+            "store.cassandra names no node".into(),
+        ));
+    }
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&known)
+        .connection_timeout(Duration::from_secs(10))
+        .auto_await_schema_agreement(options.await_schema_agreement);
+    if let (Some(user), Some(password)) = (&options.username, &options.password) {
+        builder = builder.user(user, password);
+    }
+    if options.tls {
+        let connector = tls_config(options)?;
+        builder = builder.tls_context(Some(Arc::new(connector)));
+    }
+    let session = builder.build().await.map_err(|e| driver("connect")(&e))?;
+
+    let ks = &options.keyspace;
+    let replication = options.replication_map().map_err(CassandraError::Config)?;
+    for ddl in [
+        format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.created_users (id UUID PRIMARY KEY, first_name TEXT, \
+             last_name TEXT, gender TEXT, address TEXT, post_code TEXT, email TEXT, username TEXT, \
+             dob TIMESTAMP, registered_date TIMESTAMP, phone TEXT, picture TEXT)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.userstream_dead_letters (log_id TEXT, log_seq BIGINT, \
+             reason TEXT, record TEXT, failed_at TIMESTAMP, PRIMARY KEY (log_id, log_seq))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.userstream_positions (log_id TEXT PRIMARY KEY, \
+             position BIGINT, updated_at TIMESTAMP)"
+        ),
+    ] {
+        session
+            .query_unpaged(ddl, ())
+            .await
+            .map_err(|e| driver("create schema")(&e))?;
+    }
+
+    let level = consistency(&options.consistency).map_err(CassandraError::Config)?;
+    let prepare = |cql: String| {
+        let session = &session;
+        async move {
+            let mut statement = session
+                .prepare(cql)
+                .await
+                .map_err(|e| driver("prepare")(&e))?;
+            statement.set_consistency(level);
+            statement.set_is_idempotent(true);
+            statement.set_request_timeout(Some(options.request_timeout));
+            Ok::<_, CassandraError>(statement)
+        }
+    };
+    let statements = Statements {
+        insert_user: prepare(format!(
+            "INSERT INTO {ks}.created_users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .await?,
+        insert_dead_letter: prepare(format!(
+            "INSERT INTO {ks}.userstream_dead_letters (log_id, log_seq, reason, record, failed_at) VALUES (?, ?, ?, ?, ?)"
+        ))
+        .await?,
+        write_position: prepare(format!(
+            "INSERT INTO {ks}.userstream_positions (log_id, position, updated_at) VALUES (?, ?, ?)"
+        ))
+        .await?,
+        read_position: prepare(format!("SELECT position FROM {ks}.userstream_positions WHERE log_id = ?")).await?,
+        get_user: prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users WHERE id = ?")).await?,
+        scan_users: prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users")).await?,
+        scan_dead_letters: prepare(format!(
+            "SELECT log_seq, reason, failed_at, record FROM {ks}.userstream_dead_letters"
+        ))
+        .await?,
+    };
+    Ok((session, statements))
+}
+
+fn tls_config(options: &CassandraOptions) -> Result<rustls::ClientConfig, CassandraError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &options.ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let pem = std::fs::read(path)
+            .map_err(|e| CassandraError::Config(format!("reading {}: {e}", path.display())))?;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert =
+                cert.map_err(|e| CassandraError::Config(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| CassandraError::Config(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CassandraError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// One write with retries: timeouts, overload and unavailability are worth another attempt
+/// after a backoff; the statement is idempotent, so a write that did land is harmless to repeat.
+async fn write_with_retry<V: scylla::serialize::row::SerializeRow>(
+    session: &Session,
+    statement: &PreparedStatement,
+    values: V,
+    attempts: u32,
+) -> Result<(), CassandraError> {
+    let mut attempt = 1;
+    loop {
+        match session.execute_unpaged(statement, &values).await {
+            Ok(_) => return Ok(()),
+            Err(err) if attempt < attempts => {
+                let delay = Duration::from_millis(50 * 2u64.pow(attempt.min(8)));
+                tracing::debug!(error = %err, attempt, ?delay, "Cassandra write failed, retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(driver("write")(&err)),
+        }
+    }
+}
+
+impl Sink for CassandraStore {
+    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError> {
+        let session = &self.session;
+        let s = &self.statements;
+        let attempts = self.options.write_attempts;
+        let concurrency = self.options.concurrency;
+        let now = CqlTimestamp(Utc::now().timestamp_millis());
+        self.block_on(async {
+            let users = futures::stream::iter(commit.rows.iter().map(|row| {
+                let values = (
+                    row.id,
+                    &row.first_name,
+                    &row.last_name,
+                    &row.gender,
+                    &row.address,
+                    &row.post_code,
+                    &row.email,
+                    &row.username,
+                    CqlTimestamp(row.dob.timestamp_millis()),
+                    CqlTimestamp(row.registered_date.timestamp_millis()),
+                    &row.phone,
+                    &row.picture,
+                );
+                write_with_retry(session, &s.insert_user, values, attempts)
+            }))
+            .buffer_unordered(concurrency);
+            users.try_collect::<()>().await?;
+            let dead = futures::stream::iter(commit.dead_letters.iter().map(|d| {
+                let values = (commit.log_id, d.log_seq as i64, &d.reason, &d.record, now);
+                write_with_retry(session, &s.insert_dead_letter, values, attempts)
+            }))
+            .buffer_unordered(concurrency);
+            dead.try_collect::<()>().await?;
+            // Only now, with every write acknowledged, may the position move.
+            let position = (commit.log_id, commit.position as i64, now);
+            write_with_retry(session, &s.write_position, position, attempts).await
+        })?;
+        Ok(())
+    }
+
+    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        Ok(self.block_on(async {
+            let result = self
+                .session
+                .execute_unpaged(&self.statements.read_position, (log_id,))
+                .await
+                .map_err(|e| driver("read position")(&e))?;
+            let rows = result
+                .into_rows_result()
+                .map_err(|e| driver("read position")(&e))?;
+            let position = rows
+                .maybe_first_row::<(Option<i64>,)>()
+                .map_err(|e| driver("read position")(&e))?;
+            Ok::<_, CassandraError>(position.and_then(|(p,)| p).map(|p| p as u64))
+        })?)
+    }
+}
+
+impl UserQuery for CassandraStore {
+    fn count(&self) -> Result<u64, SinkError> {
+        Ok(self.scan()?.len() as u64)
+    }
+
+    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        Ok(self.block_on(async {
+            let result = self
+                .session
+                .execute_unpaged(&self.statements.get_user, (id,))
+                .await
+                .map_err(|e| driver("get user")(&e))?;
+            let rows = result
+                .into_rows_result()
+                .map_err(|e| driver("get user")(&e))?;
+            let row = rows
+                .maybe_first_row::<UserTuple>()
+                .map_err(|e| driver("get user")(&e))?;
+            Ok::<_, CassandraError>(row.map(to_row))
+        })?)
+    }
+
+    /// Cassandra keeps no insertion order and DATA.md's table has no time column, so "latest"
+    /// is the first `limit` rows in token order here.
+    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+        let mut rows = self.scan()?;
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+        let country = filter
+            .country
+            .as_ref()
+            .map(|c| format!(", {}", c.trim().to_lowercase()));
+        let gender = filter.gender.as_ref().map(|g| g.to_lowercase());
+        Ok(self
+            .scan()?
+            .into_iter()
+            .filter(|r| {
+                country
+                    .as_ref()
+                    .is_none_or(|c| r.address.to_lowercase().ends_with(c.as_str()))
+            })
+            .filter(|r| {
+                gender
+                    .as_ref()
+                    .is_none_or(|g| r.gender.to_lowercase() == *g)
+            })
+            .take(filter.limit)
+            .collect())
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, SinkError> {
+        Ok(self.dead_letters(usize::MAX)?.len() as u64)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+        Ok(self.block_on(async {
+            let pager = self
+                .session
+                .execute_iter(self.statements.scan_dead_letters.clone(), ())
+                .await
+                .map_err(|e| driver("scan dead letters")(&e))?;
+            let rows = pager
+                .rows_stream::<(i64, Option<String>, Option<CqlTimestamp>, Option<String>)>()
+                .map_err(|e| driver("scan dead letters")(&e))?;
+            rows.take(limit)
+                .map_ok(|(seq, reason, at, record)| DeadLetterEntry {
+                    log_seq: seq as u64,
+                    reason: reason.unwrap_or_default(),
+                    failed_at: DateTime::from_timestamp_millis(at.map_or(0, |t| t.0))
+                        .map(|t| crate::model::row::format_timestamp(&t))
+                        .unwrap_or_default(),
+                    record: record.unwrap_or_default(),
+                })
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| driver("scan dead letters")(&e))
+        })?)
+    }
+}
