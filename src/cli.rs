@@ -73,6 +73,11 @@ pub enum Command {
         after_help = "Example:\n  userstream serve-api --addr 127.0.0.1:8000\n  curl 'http://127.0.0.1:8000/api/?results=2&seed=abc&nat=gb'"
     )]
     ServeApi(ServeApiArgs),
+    /// Serve a Confluent-compatible Schema Registry (schemas kept in DATA_DIR/registry.db)
+    #[command(
+        after_help = "Example:\n  userstream serve-registry --addr 127.0.0.1:8081\n  curl http://127.0.0.1:8081/subjects"
+    )]
+    ServeRegistry(ServeRegistryArgs),
 }
 
 /// Which users to fetch and how fast; every flag overrides the `[ingest]` config key of its name.
@@ -206,6 +211,13 @@ pub struct BenchArgs {
 pub struct ServeApiArgs {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeRegistryArgs {
+    /// Address to listen on (Confluent's default port is 8081)
+    #[arg(long, default_value = "127.0.0.1:8081")]
     pub addr: SocketAddr,
 }
 

@@ -14,6 +14,7 @@
 //!
 //! `docs/ARCHITECTURE.md` explains where each delivery guarantee is enforced.
 
+pub mod avro;
 pub mod bench;
 pub mod cli;
 pub mod commands;
@@ -24,6 +25,7 @@ pub mod model;
 pub mod pipeline;
 pub mod postgres;
 pub mod process;
+pub mod registry;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

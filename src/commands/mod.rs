@@ -8,6 +8,7 @@ mod process;
 mod query;
 mod run;
 mod serve_api;
+mod serve_registry;
 
 use crate::cli::{Cli, Command, GlobalArgs, SourceArgs};
 use crate::config::{Config, SourceKind};
@@ -23,6 +24,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq::execute(&load(&cli.global)?, args),
         Command::Bench(args) => bench::execute(load(&cli.global)?, args),
         Command::ServeApi(args) => serve_api::execute(args),
+        Command::ServeRegistry(args) => serve_registry::execute(load(&cli.global)?, args),
     }
 }
 

@@ -1,0 +1,89 @@
+//! A registry client for our own use: register the value schema once, resolve writer schemas
+//! by id with a cache (ids are immutable, so a cached schema never goes stale).
+
+use apache_avro::Schema;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("schema registry at {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("schema registry returned an invalid schema for id {id}: {message}")]
+    BadSchema { id: u32, message: String },
+}
+
+pub struct RegistryClient {
+    http: reqwest::Client,
+    url: String,
+    cache: Mutex<HashMap<u32, Arc<Schema>>>,
+}
+
+impl RegistryClient {
+    pub fn new(url: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: url.trim_end_matches('/').to_owned(),
+            cache: Mutex::default(),
+        }
+    }
+
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, ClientError> {
+        let fail = |message: String| ClientError::Http {
+            url: self.url.clone(),
+            message,
+        };
+        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| fail(format!("HTTP {status}: not JSON: {e}")))?;
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {status}: {json}")));
+        }
+        Ok(json)
+    }
+
+    /// Registers `schema` under `subject`; returns the schema id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, ClientError> {
+        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" });
+        let json = self
+            .call(
+                self.http
+                    .post(format!("{}/subjects/{subject}/versions", self.url))
+                    .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                    .body(body.to_string()),
+            )
+            .await?;
+        json["id"]
+            .as_u64()
+            .map(|id| id as u32)
+            .ok_or_else(|| ClientError::Http {
+                url: self.url.clone(),
+                message: format!("no id in {json}"),
+            })
+    }
+
+    /// The writer schema with this id, fetched once.
+    pub async fn schema(&self, id: u32) -> Result<Arc<Schema>, ClientError> {
+        if let Some(schema) = self.cache.lock().expect("cache lock").get(&id) {
+            return Ok(Arc::clone(schema));
+        }
+        let json = self
+            .call(self.http.get(format!("{}/schemas/ids/{id}", self.url)))
+            .await?;
+        let text = json["schema"].as_str().unwrap_or_default();
+        let schema = Arc::new(Schema::parse_str(text).map_err(|e| ClientError::BadSchema {
+            id,
+            message: e.to_string(),
+        })?);
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(id, Arc::clone(&schema));
+        Ok(schema)
+    }
+}

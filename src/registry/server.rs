@@ -1,0 +1,186 @@
+//! The REST endpoints Confluent clients use (serializers, `SchemaRegistryClient`, Kafka Connect).
+//! Bodies are parsed by hand: clients send `application/vnd.schemaregistry.v1+json`, which a
+//! plain JSON extractor would reject.
+
+use super::error::RegistryError;
+use super::store::RegistryStore;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+type Shared = State<Arc<RegistryStore>>;
+type Params = Query<HashMap<String, String>>;
+type Reply = Result<Response, RegistryError>;
+
+fn reply(body: Value) -> Reply {
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response())
+}
+
+fn flag(params: &HashMap<String, String>, name: &str) -> bool {
+    params.get(name).is_some_and(|v| v == "true")
+}
+
+#[derive(Deserialize)]
+struct SchemaBody {
+    schema: String,
+    #[serde(rename = "schemaType")]
+    schema_type: Option<String>,
+}
+
+fn schema_body(body: &Bytes) -> Result<String, RegistryError> {
+    let parsed: SchemaBody = serde_json::from_slice(body)
+        .map_err(|e| RegistryError::InvalidSchema(format!("request body: {e}")))?;
+    match parsed.schema_type.as_deref() {
+        None | Some("AVRO") => Ok(parsed.schema),
+        Some(other) => Err(RegistryError::InvalidSchema(format!(
+            "schema type {other} is not supported; only AVRO"
+        ))),
+    }
+}
+
+pub fn router(store: Arc<RegistryStore>) -> Router {
+    Router::new()
+        .route("/", get(|| async { reply(json!({})) }))
+        .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(version).delete(delete_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(raw_version_schema),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compatibility),
+        )
+        .route("/config", get(global_config).put(set_global_config))
+        .route(
+            "/config/{subject}",
+            get(subject_config).put(set_subject_config),
+        )
+        .with_state(store)
+}
+
+async fn schema_by_id(State(store): Shared, Path(id): Path<i64>) -> Reply {
+    reply(json!({ "schema": store.schema_by_id(id)? }))
+}
+
+async fn raw_schema_by_id(State(store): Shared, Path(id): Path<i64>) -> Reply {
+    let schema: Value = serde_json::from_str(&store.schema_by_id(id)?).unwrap_or(Value::Null);
+    reply(schema)
+}
+
+async fn subjects(State(store): Shared, Query(params): Params) -> Reply {
+    reply(json!(store.subjects(flag(&params, "deleted"))?))
+}
+
+async fn register(State(store): Shared, Path(subject): Path<String>, body: Bytes) -> Reply {
+    let id = store.register(&subject, &schema_body(&body)?)?;
+    reply(json!({ "id": id }))
+}
+
+async fn lookup(State(store): Shared, Path(subject): Path<String>, body: Bytes) -> Reply {
+    reply(json!(store.lookup(&subject, &schema_body(&body)?)?))
+}
+
+async fn versions(
+    State(store): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Reply {
+    reply(json!(store.versions(&subject, flag(&params, "deleted"))?))
+}
+
+async fn version(State(store): Shared, Path((subject, version)): Path<(String, String)>) -> Reply {
+    reply(json!(store.version(&subject, &version)?))
+}
+
+async fn raw_version_schema(
+    State(store): Shared,
+    Path((subject, version)): Path<(String, String)>,
+) -> Reply {
+    let found = store.version(&subject, &version)?;
+    reply(serde_json::from_str(&found.schema).unwrap_or(Value::Null))
+}
+
+async fn compatibility(
+    State(store): Shared,
+    Path((subject, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    reply(
+        json!({ "is_compatible": store.is_compatible(&subject, &version, &schema_body(&body)?)? }),
+    )
+}
+
+#[derive(Deserialize)]
+struct ConfigBody {
+    compatibility: String,
+}
+
+fn config_body(body: &Bytes) -> Result<String, RegistryError> {
+    serde_json::from_slice::<ConfigBody>(body)
+        .map(|c| c.compatibility)
+        .map_err(|_| RegistryError::InvalidCompatibility)
+}
+
+async fn global_config(State(store): Shared) -> Reply {
+    reply(json!({ "compatibilityLevel": store.level(None)? }))
+}
+
+async fn set_global_config(State(store): Shared, body: Bytes) -> Reply {
+    reply(json!({ "compatibility": store.set_level(None, &config_body(&body)?)? }))
+}
+
+async fn subject_config(
+    State(store): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Reply {
+    let level = match store.level(Some(&subject))? {
+        Some(level) => level,
+        None if flag(&params, "defaultToGlobal") => store.level(None)?.unwrap_or_default(),
+        None => return Err(RegistryError::SubjectConfigNotFound(subject)),
+    };
+    reply(json!({ "compatibilityLevel": level }))
+}
+
+async fn set_subject_config(
+    State(store): Shared,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Reply {
+    reply(json!({ "compatibility": store.set_level(Some(&subject), &config_body(&body)?)? }))
+}
+
+async fn delete_subject(
+    State(store): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Reply {
+    reply(json!(
+        store.delete_subject(&subject, flag(&params, "permanent"))?
+    ))
+}
+
+async fn delete_version(
+    State(store): Shared,
+    Path((subject, version)): Path<(String, String)>,
+) -> Reply {
+    reply(json!(store.delete_version(&subject, &version)?))
+}

@@ -1,0 +1,299 @@
+//! The embedded Schema Registry: Confluent's REST subset and error codes, durability, and
+//! interoperability with the real Python `confluent-kafka` client.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use userstream::avro::{USER_SCHEMA, decode_frame, decode_user, encode_user};
+use userstream::process::transform;
+use userstream::registry::{RegistryClient, RegistryStore, server};
+
+async fn serve(path: &std::path::Path) -> String {
+    let store = Arc::new(RegistryStore::open(path).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, server::router(store)).await });
+    url
+}
+
+async fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let mut request = http.request(method.parse().unwrap(), url);
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+fn record(fields: Value) -> Value {
+    json!({"schema": json!({"type": "record", "name": "T", "fields": fields}).to_string()})
+}
+
+#[tokio::test]
+async fn rest_api_answers_like_confluent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(&dir.path().join("registry.db")).await;
+    let v1 = record(json!([{"name": "a", "type": "string"}]));
+    let subject = format!("{url}/subjects/t-value");
+
+    assert_eq!(
+        call("POST", &format!("{subject}/versions"), Some(v1.clone())).await,
+        (200, json!({"id": 1}))
+    );
+    assert_eq!(
+        call("POST", &format!("{subject}/versions"), Some(v1.clone())).await,
+        (200, json!({"id": 1}))
+    );
+    let (_, schema) = call("GET", &format!("{url}/schemas/ids/1"), None).await;
+    assert!(schema["schema"].as_str().unwrap().contains("\"T\""));
+    assert_eq!(
+        call("GET", &format!("{url}/subjects"), None).await.1,
+        json!(["t-value"])
+    );
+
+    // BACKWARD by default: a new required field can't read old data; one with a default can.
+    let breaking = record(json!([{"name": "a", "type": "string"}, {"name": "b", "type": "int"}]));
+    let (status, err) = call(
+        "POST",
+        &format!("{subject}/versions"),
+        Some(breaking.clone()),
+    )
+    .await;
+    assert_eq!((status, err["error_code"].clone()), (409, json!(409)));
+    let compatible = record(
+        json!([{"name": "a", "type": "string"}, {"name": "b", "type": "int", "default": 0}]),
+    );
+    let (status, check) = call(
+        "POST",
+        &format!("{url}/compatibility/subjects/t-value/versions/latest"),
+        Some(compatible.clone()),
+    )
+    .await;
+    assert_eq!((status, check), (200, json!({"is_compatible": true})));
+    assert_eq!(
+        call(
+            "POST",
+            &format!("{subject}/versions"),
+            Some(compatible.clone())
+        )
+        .await,
+        (200, json!({"id": 2}))
+    );
+    assert_eq!(
+        call("GET", &format!("{subject}/versions"), None).await.1,
+        json!([1, 2])
+    );
+    let (_, latest) = call("GET", &format!("{subject}/versions/latest"), None).await;
+    assert_eq!(
+        (
+            latest["version"].clone(),
+            latest["id"].clone(),
+            latest["subject"].clone()
+        ),
+        (json!(2), json!(2), json!("t-value"))
+    );
+    let (_, found) = call("POST", &subject, Some(v1.clone())).await;
+    assert_eq!(found["version"], 1);
+
+    for (method, path, body, status, code) in [
+        (
+            "POST",
+            format!("{subject}/versions"),
+            Some(json!({"schema": "{\"type\": \"nope\"}"})),
+            422,
+            42201,
+        ),
+        (
+            "GET",
+            format!("{url}/subjects/missing/versions"),
+            None,
+            404,
+            40401,
+        ),
+        ("GET", format!("{subject}/versions/9"), None, 404, 40402),
+        ("GET", format!("{subject}/versions/abc"), None, 422, 42202),
+        ("GET", format!("{url}/schemas/ids/99"), None, 404, 40403),
+        ("GET", format!("{url}/config/t-value"), None, 404, 40408),
+        (
+            "PUT",
+            format!("{url}/config"),
+            Some(json!({"compatibility": "SIDEWAYS"})),
+            422,
+            42203,
+        ),
+    ] {
+        let (got, err) = call(method, &path, body).await;
+        assert_eq!(
+            (got, err["error_code"].clone()),
+            (status, json!(code)),
+            "{method} {path}"
+        );
+        assert!(err["message"].is_string());
+    }
+
+    assert_eq!(
+        call("GET", &format!("{url}/config"), None).await.1,
+        json!({"compatibilityLevel": "BACKWARD"})
+    );
+    assert_eq!(
+        call(
+            "PUT",
+            &format!("{url}/config/t-value"),
+            Some(json!({"compatibility": "none"}))
+        )
+        .await
+        .1,
+        json!({"compatibility": "NONE"})
+    );
+    assert_eq!(
+        call("POST", &format!("{subject}/versions"), Some(breaking))
+            .await
+            .0,
+        200
+    );
+
+    // Soft delete hides, permanent delete needs a soft one first.
+    assert_eq!(
+        call("DELETE", &format!("{subject}?permanent=true"), None)
+            .await
+            .1["error_code"],
+        40405
+    );
+    assert_eq!(
+        call("DELETE", &subject, None).await,
+        (200, json!([1, 2, 3]))
+    );
+    assert_eq!(
+        call("GET", &format!("{url}/subjects"), None).await.1,
+        json!([])
+    );
+    assert_eq!(
+        call("GET", &format!("{url}/subjects?deleted=true"), None)
+            .await
+            .1,
+        json!(["t-value"])
+    );
+    assert_eq!(
+        call("GET", &format!("{url}/schemas/ids/1"), None).await.0,
+        200,
+        "ids outlive soft deletes"
+    );
+    assert_eq!(
+        call("DELETE", &format!("{subject}?permanent=true"), None).await,
+        (200, json!([1, 2, 3]))
+    );
+}
+
+#[tokio::test]
+async fn schemas_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let id = RegistryClient::new(&serve(&path).await)
+        .register("users_created-value", USER_SCHEMA)
+        .await
+        .unwrap();
+    let again = RegistryClient::new(&serve(&path).await);
+    assert!(again.schema(id).await.is_ok());
+    assert_eq!(
+        again
+            .register("users_created-value", USER_SCHEMA)
+            .await
+            .unwrap(),
+        id
+    );
+}
+
+fn python(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/confluent_interop.py"
+        ))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with confluent-kafka: .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_confluent_client_and_userstream_read_each_others_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(&dir.path().join("registry.db")).await;
+    let schema_file = dir.path().join("user.avsc");
+    std::fs::write(&schema_file, USER_SCHEMA).unwrap();
+    let mut page = Vec::new();
+    let filters = userstream::source::generator::Filters::default();
+    userstream::source::generator::write_page(&mut page, "interop", 1, 2, &filters).unwrap();
+    let page: Value = serde_json::from_slice(&page).unwrap();
+    let users: Vec<String> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            userstream::model::redact::redact_credentials(
+                &serde_json::value::to_raw_value(u).unwrap(),
+            )
+        })
+        .collect();
+
+    // Python produces (registering through our registry), we consume.
+    let (u, s, f) = (
+        url.clone(),
+        schema_file.display().to_string(),
+        users[0].clone(),
+    );
+    let hex = tokio::task::spawn_blocking(move || python(&["produce", &u, &s], &f))
+        .await
+        .unwrap();
+    let framed: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let (id, datum) = decode_frame(&framed).unwrap();
+    let client = RegistryClient::new(&url);
+    let writer = client.schema(id).await.unwrap();
+    let ours = decode_user(id, &writer, datum).unwrap();
+    assert_eq!(transform(&ours).unwrap(), transform(&users[0]).unwrap());
+
+    // We produce, Python consumes.
+    let id = client
+        .register("users_created-value", USER_SCHEMA)
+        .await
+        .unwrap();
+    let framed = encode_user(id, &users[1]).unwrap();
+    let hex: String = framed.iter().map(|b| format!("{b:02x}")).collect();
+    let u = url.clone();
+    let theirs = tokio::task::spawn_blocking(move || python(&["consume", &u, &hex], ""))
+        .await
+        .unwrap();
+    let theirs: Value = serde_json::from_str(&theirs).unwrap();
+    let original: Value = serde_json::from_str(&users[1]).unwrap();
+    assert_eq!(theirs["login"]["uuid"], original["login"]["uuid"]);
+    assert_eq!(
+        theirs["location"]["postcode"],
+        original["location"]["postcode"]
+    );
+    assert_eq!(theirs["name"], original["name"]);
+}
