@@ -16,6 +16,7 @@
 
 pub mod avro;
 pub mod bench;
+pub mod bus;
 pub mod cli;
 pub mod commands;
 pub mod config;

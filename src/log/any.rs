@@ -39,4 +39,12 @@ impl RawLog for AnyLog {
     fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {
         self.inner().cursor(key)
     }
+
+    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError> {
+        self.inner().checkpoint(name)
+    }
+
+    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.inner().set_checkpoint(name, seq)
+    }
 }

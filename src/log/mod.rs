@@ -76,4 +76,8 @@ pub trait RawLog: Send {
     fn last_seq(&mut self) -> Result<u64, LogError>;
     /// The stored cursor of a source, if any.
     fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError>;
+    /// How far a named reader that keeps its position in the log has got (the Kafka relay:
+    /// the outbox's "published up to"); 0 if it never saved one.
+    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError>;
+    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError>;
 }

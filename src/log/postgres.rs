@@ -9,9 +9,10 @@
 use super::{AppendBatch, IngestCursor, LogError, LogRecord, RawLog};
 use crate::postgres::{Migration, PgError, Postgres, PostgresOptions, migrate};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
         CREATE TABLE raw_records (
             seq        BIGSERIAL PRIMARY KEY,
             run_id     TEXT   NOT NULL,
@@ -29,7 +30,12 @@ const MIGRATIONS: &[Migration] = &[Migration {
             key   TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );",
-}];
+    },
+    Migration {
+        version: 2,
+        sql: "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position BIGINT NOT NULL);",
+    },
+];
 
 /// Arbitrary constant naming the append lock ("userappe").
 const APPEND_LOCK: i64 = 0x7573_6572_6170_7065;
@@ -134,6 +140,32 @@ impl RawLog for PostgresLog {
                 .map_err(PgError::op("read last sequence number"))
         })?;
         Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError> {
+        let row = self.pg.block_on(async {
+            let client = self.pg.pool().get().await?;
+            client
+                .query_opt("SELECT position FROM checkpoints WHERE name = $1", &[&name])
+                .await
+                .map_err(PgError::op("read checkpoint"))
+        })?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.pg.block_on(async {
+            let client = self.pg.pool().get().await?;
+            client
+                .execute(
+                    "INSERT INTO checkpoints (name, position) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    &[&name, &(seq as i64)],
+                )
+                .await
+                .map_err(PgError::op("write checkpoint"))
+        })?;
+        Ok(())
     }
 
     fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {

@@ -20,6 +20,10 @@ CREATE TABLE IF NOT EXISTS raw_records (
     fetched_at INTEGER NOT NULL,
     record     TEXT    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name     TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ingest_cursors (
     source_key TEXT    PRIMARY KEY,
     seed       TEXT    NOT NULL,
@@ -159,6 +163,29 @@ impl RawLog for SqliteLog {
             })
             .map(|n| n as u64)
             .map_err(sql("read last sequence number"))
+    }
+
+    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError> {
+        self.conn
+            .query_row(
+                "SELECT position FROM checkpoints WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|p| p.unwrap_or(0) as u64)
+            .map_err(sql("read checkpoint"))
+    }
+
+    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                params![name, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(sql("write checkpoint"))
     }
 
     fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {

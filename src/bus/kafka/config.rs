@@ -1,0 +1,60 @@
+//! `[kafka]`: brokers, topics, and any librdkafka property passed through unchanged (TLS, SASL,
+//! tuning), so Kafka users configure it the way they already know.
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaOptions {
+    /// `host1:9092,host2:9092`; the Kafka path is off while unset.
+    pub brokers: Option<String>,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group_id: String,
+    /// Schema Registry the Avro schema is registered in (Confluent, Karapace, or
+    /// `userstream serve-registry`).
+    pub registry_url: String,
+    /// Records per relay batch and most messages per processed batch.
+    pub batch_size: usize,
+    /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topic: "users_created".into(),
+            dlq_topic: "users_created.dlq".into(),
+            group_id: "userstream".into(),
+            registry_url: "http://127.0.0.1:8081".into(),
+            batch_size: 5000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaOptions {
+    /// The subject of the value schema (TopicNameStrategy).
+    pub fn subject(&self) -> String {
+        format!("{}-value", self.topic)
+    }
+
+    /// A client config with our defaults first, then the user's pass-through properties.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set(
+            "bootstrap.servers",
+            self.brokers.as_deref().unwrap_or("localhost:9092"),
+        );
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}

@@ -1,0 +1,206 @@
+//! The processor as a consumer-group member.
+//!
+//! Offsets are committed manually, only after the batch's rows are durably in the store and its
+//! poison messages are acknowledged on the dead-letter topic. Rebalance callbacks run inside
+//! `recv`, and a batch is always finished and committed before the next `recv`, so partitions are
+//! never given up with work in flight. Rows are upserts by id, so whatever a crash makes another
+//! member redo changes nothing.
+
+use super::{KafkaOptions, KafkaPathError};
+use crate::avro::{decode_frame, decode_user};
+use crate::process::transform;
+use crate::registry::RegistryClient;
+use crate::sink::{Commit, Sink};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("auto.offset.reset", "earliest"),
+    ("enable.partition.eof", "false"),
+];
+
+/// How long a batch waits for more messages once it has one.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Default)]
+pub struct KafkaProcessorStats {
+    pub messages: AtomicU64,
+    pub rows: AtomicU64,
+    pub dead_letters: AtomicU64,
+}
+
+pub struct KafkaProcessor<S> {
+    consumer: StreamConsumer,
+    dlq: FutureProducer,
+    registry: RegistryClient,
+    sink: S,
+    options: KafkaOptions,
+    stats: Arc<KafkaProcessorStats>,
+}
+
+struct Poison {
+    reason: String,
+    payload: Vec<u8>,
+    key: Option<Vec<u8>>,
+    partition: i32,
+    offset: i64,
+}
+
+impl<S: Sink> KafkaProcessor<S> {
+    pub fn new(sink: S, options: &KafkaOptions) -> Result<Self, KafkaPathError> {
+        let mut config = options.client_config(CONSUMER_DEFAULTS);
+        config.set("group.id", &options.group_id);
+        let consumer: StreamConsumer = config.create()?;
+        consumer.subscribe(&[&options.topic])?;
+        let dlq = options
+            .client_config(&[("enable.idempotence", "true"), ("acks", "all")])
+            .create()?;
+        Ok(Self {
+            consumer,
+            dlq,
+            registry: RegistryClient::new(&options.registry_url),
+            sink,
+            options: options.clone(),
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<KafkaProcessorStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Consumes until `cancel`, finishing and committing the batch in hand first.
+    pub async fn run(&mut self, cancel: &CancellationToken) -> Result<(), KafkaPathError> {
+        loop {
+            let first = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                message = self.consumer.recv() => message?.detach(),
+            };
+            let mut batch = vec![first];
+            let window = tokio::time::sleep(BATCH_WINDOW);
+            tokio::pin!(window);
+            while batch.len() < self.options.batch_size {
+                tokio::select! {
+                    () = &mut window => break,
+                    message = self.consumer.recv() => batch.push(message?.detach()),
+                }
+            }
+            self.process(batch).await?;
+        }
+    }
+
+    async fn process(
+        &mut self,
+        batch: Vec<rdkafka::message::OwnedMessage>,
+    ) -> Result<(), KafkaPathError> {
+        let mut rows_by_partition: BTreeMap<i32, (Vec<crate::model::UserRow>, i64)> =
+            BTreeMap::new();
+        let mut poison = Vec::new();
+        for message in &batch {
+            let partition = message.partition();
+            let offset = message.offset();
+            let entry = rows_by_partition.entry(partition).or_default();
+            entry.1 = entry.1.max(offset);
+            match decode(&self.registry, message.payload().unwrap_or_default()).await {
+                Ok(row) => entry.0.push(row),
+                Err(reason) => poison.push(Poison {
+                    reason,
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    partition,
+                    offset,
+                }),
+            }
+        }
+        send_dead_letters(&self.dlq, &self.options, &poison).await?;
+        // One commit per partition, each recording that partition's position in the store too.
+        let topic = self.options.topic.clone();
+        tokio::task::block_in_place(|| {
+            for (partition, (rows, last)) in &rows_by_partition {
+                self.sink.commit(Commit {
+                    rows,
+                    dead_letters: &[],
+                    log_id: &format!("kafka:{topic}:{partition}"),
+                    position: *last as u64,
+                })?;
+            }
+            Ok::<_, KafkaPathError>(())
+        })?;
+        let mut offsets = TopicPartitionList::new();
+        for (partition, (_, last)) in &rows_by_partition {
+            offsets.add_partition_offset(&topic, *partition, Offset::Offset(last + 1))?;
+        }
+        self.consumer.commit(&offsets, CommitMode::Sync)?;
+        let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
+        self.stats.messages.fetch_add(batch.len() as u64, Relaxed);
+        self.stats.rows.fetch_add(rows as u64, Relaxed);
+        self.stats
+            .dead_letters
+            .fetch_add(poison.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+/// Payload -> row, or the reason it is poison.
+async fn decode(
+    registry: &RegistryClient,
+    payload: &[u8],
+) -> Result<crate::model::UserRow, String> {
+    let (schema_id, datum) = decode_frame(payload).map_err(|e| e.to_string())?;
+    let writer = registry
+        .schema(schema_id)
+        .await
+        .map_err(|e| format!("unknown schema id {schema_id}: {e}"))?;
+    let record = decode_user(schema_id, &writer, datum).map_err(|e| e.to_string())?;
+    transform(&record).map_err(|e| e.to_string())
+}
+
+async fn send_dead_letters(
+    dlq: &FutureProducer,
+    options: &KafkaOptions,
+    poison: &[Poison],
+) -> Result<(), KafkaPathError> {
+    for p in poison {
+        let (partition, offset) = (p.partition.to_string(), p.offset.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(p.reason.as_str()),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(options.topic.as_str()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record = FutureRecord::to(&options.dlq_topic)
+            .payload(&p.payload)
+            .headers(headers);
+        if let Some(key) = &p.key {
+            record = record.key(key);
+        }
+        dlq.send(record, Timeout::Never)
+            .await
+            .map_err(|(error, _)| KafkaPathError::Delivery {
+                topic: options.dlq_topic.clone(),
+                error,
+            })?;
+        tracing::warn!(reason = %p.reason, partition = p.partition, offset = p.offset, "message dead-lettered");
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The Kafka path against librdkafka's mock cluster (in-process brokers speaking the real
+//! protocol): relay from the raw log, consumer group into the store, dead letters, broker outage.
+
+mod support;
+
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use userstream::avro::USER_SCHEMA;
+use userstream::bus::kafka::{KafkaOptions, KafkaProcessor, Relay};
+use userstream::ingest::{Ingestor, PageSettings, Schedule, run_schedule};
+use userstream::log::{AppendSignal, SqliteLog};
+use userstream::registry::{RegistryClient, RegistryStore, server};
+use userstream::sink::{SqliteStore, UserQuery};
+use userstream::source::GeneratorSource;
+
+async fn registry(dir: &std::path::Path) -> String {
+    let store = Arc::new(RegistryStore::open(&dir.join("registry.db")).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, server::router(store)).await });
+    url
+}
+
+async fn ingest(dir: &std::path::Path, users: u64) {
+    let log = SqliteLog::open(&dir.join("log.db")).unwrap();
+    let settings = PageSettings {
+        batch_size: 1000,
+        seed: Some("kafka".into()),
+        nat: vec![],
+    };
+    let mut ingestor = Ingestor::new(
+        GeneratorSource::new(),
+        log,
+        &settings,
+        "run".into(),
+        AppendSignal::new(),
+    )
+    .unwrap();
+    let schedule = Schedule {
+        interval: Duration::ZERO,
+        max_users: Some(users),
+        max_pages: None,
+        stop_on_error: true,
+    };
+    run_schedule(&mut ingestor, &schedule, &CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_consumer_group_and_dead_letters_store_every_user_exactly_once() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("users_created", 6, 3).unwrap();
+    cluster.create_topic("users_created.dlq", 1, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = KafkaOptions {
+        brokers: Some(cluster.bootstrap_servers()),
+        registry_url: registry(dir.path()).await,
+        batch_size: 2000,
+        ..KafkaOptions::default()
+    };
+    let users = 10_000;
+    ingest(dir.path(), users).await;
+    let schema_id = RegistryClient::new(&options.registry_url)
+        .register(&options.subject(), USER_SCHEMA)
+        .await
+        .unwrap();
+
+    // Broker outage in the middle of relaying: records wait in the log, then go out.
+    let mut relay = Relay::new(
+        SqliteLog::open(&dir.path().join("log.db")).unwrap(),
+        &options,
+        schema_id,
+    )
+    .unwrap();
+    assert_eq!(relay.relay_batch().await.unwrap(), 2000);
+    for broker in 1..=3 {
+        cluster.broker_down(broker).unwrap();
+    }
+    let outage = tokio::spawn(async move {
+        let mut relayed = 0;
+        loop {
+            let n = relay.relay_batch().await.unwrap();
+            if n == 0 {
+                return relayed;
+            }
+            relayed += n;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the producer hit the dead brokers
+    assert!(
+        !outage.is_finished(),
+        "nothing can be acknowledged while every broker is down"
+    );
+    for broker in 1..=3 {
+        cluster.broker_up(broker).unwrap();
+    }
+    assert_eq!(outage.await.unwrap() as u64, users - 2000);
+
+    // A poison message from someone else's producer.
+    let producer: FutureProducer = options.client_config(&[]).create().unwrap();
+    producer
+        .send(
+            FutureRecord::to("users_created")
+                .key("x")
+                .payload("{\"not\": \"avro\"}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let store_path = dir.path().join("store.db");
+    let mut processor =
+        KafkaProcessor::new(SqliteStore::open(&store_path).unwrap(), &options).unwrap();
+    let stats = processor.stats();
+    let cancel = CancellationToken::new();
+    let run = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move { processor.run(&cancel).await })
+    };
+    let watch = SqliteStore::open(&store_path).unwrap();
+    wait_until("every user stored", || watch.count().unwrap() == users).await;
+    wait_until("the poison message dead-lettered", || {
+        stats
+            .dead_letters
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    let (_, logged) = support::log_uuids(dir.path());
+    assert_eq!(support::store_ids(dir.path()), logged);
+
+    let dlq: StreamConsumer = options
+        .client_config(&[
+            ("group.id", "dlq-reader"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .create()
+        .unwrap();
+    dlq.subscribe(&["users_created.dlq"]).unwrap();
+    let letter = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(letter.payload().unwrap(), b"{\"not\": \"avro\"}");
+    let headers: Vec<(String, String)> = letter
+        .headers()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8_lossy(h.value.unwrap()).into_owned(),
+            )
+        })
+        .collect();
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert!(header("error").contains("magic byte 123"), "{headers:?}");
+    assert_eq!(header("source.topic"), "users_created");
+    assert!(
+        header("source.partition").parse::<i32>().is_ok()
+            && header("source.offset").parse::<i64>().is_ok()
+    );
+}
