@@ -4,6 +4,7 @@
 //! Every key is checked: an unknown key or a bad value is an error naming the key and where it came
 //! from, never a silently ignored setting.
 
+use crate::bus::kafka::KafkaOptions;
 use crate::postgres::PostgresOptions;
 use crate::sink::cassandra::CassandraOptions;
 use crate::source::generator::validate_nationalities;
@@ -36,6 +37,8 @@ pub struct Config {
     pub postgres: PostgresOptions,
     /// Keyspace, replication, consistency, credentials and TLS for `[store] cassandra`.
     pub cassandra: CassandraOptions,
+    /// When `brokers` is set, records travel log -> Kafka -> processor (see `bus::kafka`).
+    pub kafka: KafkaOptions,
 }
 
 /// Where rows go; the embedded SQLite store under `data_dir` unless a server is named.
@@ -109,6 +112,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             postgres: PostgresOptions::default(),
             cassandra: CassandraOptions::default(),
+            kafka: KafkaOptions::default(),
         }
     }
 }
@@ -209,6 +213,17 @@ impl Config {
         }
         if self.store.cassandra.is_some() {
             self.cassandra.validate().map_err(anyhow::Error::msg)?;
+        }
+        if self.kafka.brokers.is_some() {
+            reqwest::Url::parse(&self.kafka.registry_url).with_context(|| {
+                format!(
+                    "kafka.registry_url = {:?} is not a URL",
+                    self.kafka.registry_url
+                )
+            })?;
+            if self.kafka.batch_size == 0 {
+                bail!("kafka.batch_size must be at least 1");
+            }
         }
         if self.postgres.pool_size == Some(0) {
             bail!("postgres.pool_size must be at least 1");

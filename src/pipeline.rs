@@ -120,6 +120,9 @@ pub async fn run_pipeline(
     cancel: CancellationToken,
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
+    if config.kafka.brokers.is_some() {
+        return crate::bus::kafka::pipeline::run_kafka_pipeline(config, cancel).await;
+    }
     let started = Instant::now();
     let writer = open_log(config)?;
     let reader = open_log(config).context("opening the log for reading")?;

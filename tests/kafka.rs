@@ -184,3 +184,78 @@ async fn relay_consumer_group_and_dead_letters_store_every_user_exactly_once() {
             && header("source.offset").parse::<i64>().is_ok()
     );
 }
+
+/// Three `userstream process` processes share six partitions as one consumer group; one is
+/// SIGKILLed mid-stream. Every record is still stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processors_one_killed_store_every_record_exactly_once() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("users_created", 6, 3).unwrap();
+    cluster.create_topic("users_created.dlq", 1, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let registry_url = registry(dir.path()).await;
+    let config_file = dir.path().join("userstream.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "data_dir = {:?}\n[kafka]\nbrokers = {:?}\nregistry_url = {registry_url:?}\nbatch_size = 500\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+            dir.path().display().to_string(),
+            cluster.bootstrap_servers()
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+            .arg("-q")
+            .arg("--config")
+            .arg(&config_file)
+            .args(["process", "--follow"])
+            .spawn()
+            .unwrap()
+    };
+    let mut processes = [spawn(), spawn(), spawn()];
+
+    let users = 20_000;
+    ingest(dir.path(), users).await;
+    let options = KafkaOptions {
+        brokers: Some(cluster.bootstrap_servers()),
+        registry_url,
+        batch_size: 1000,
+        ..KafkaOptions::default()
+    };
+    let schema_id = RegistryClient::new(&options.registry_url)
+        .register(&options.subject(), USER_SCHEMA)
+        .await
+        .unwrap();
+    let mut relay = Relay::new(
+        SqliteLog::open(&dir.path().join("log.db")).unwrap(),
+        &options,
+        schema_id,
+    )
+    .unwrap();
+    let relay_task = tokio::spawn(async move { while relay.relay_batch().await.unwrap() > 0 {} });
+
+    let store = dir.path().join("store.db");
+    wait_until("a quarter stored", || {
+        support::count(&store, "created_users") >= users / 4
+    })
+    .await;
+    processes[0].kill().unwrap(); // SIGKILL
+    processes[0].wait().unwrap();
+    relay_task.await.unwrap();
+    wait_until("every user stored", || {
+        support::count(&store, "created_users") == users
+    })
+    .await;
+    for child in &mut processes[1..] {
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let (_, logged) = support::log_uuids(dir.path());
+    assert_eq!(support::store_ids(dir.path()), logged);
+    assert_eq!(support::count(&store, "created_users"), users);
+}

@@ -9,6 +9,9 @@ use crate::process::Processor;
 
 pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     config.validate()?;
+    if config.kafka.brokers.is_some() {
+        return consume_kafka(config, args);
+    }
     let reader = open_log(&config)?;
     let store = open_store(&config)?;
     let mut processor = Processor::new(reader, store, config.processor_config());
@@ -34,4 +37,31 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         "processing stopped"
     );
     Ok(())
+}
+
+/// With `[kafka] brokers`: join the consumer group; until caught up, or until Ctrl-C with
+/// `--follow`.
+fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
+    use crate::bus::kafka::KafkaProcessor;
+    use tokio_util::sync::CancellationToken;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut processor = KafkaProcessor::new(open_store(&config)?, &config.kafka)?;
+        let stats = processor.stats();
+        let cancel = shutdown_on_signal();
+        let drain = CancellationToken::new();
+        if !args.follow {
+            drain.cancel();
+        }
+        processor.run_until(&cancel, &drain).await?;
+        tracing::info!(
+            messages = stats.messages.load(std::sync::atomic::Ordering::Relaxed),
+            stored = stats.rows.load(std::sync::atomic::Ordering::Relaxed),
+            dead_lettered = stats
+                .dead_letters
+                .load(std::sync::atomic::Ordering::Relaxed),
+            "processing stopped"
+        );
+        Ok(())
+    })
 }

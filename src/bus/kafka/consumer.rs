@@ -12,6 +12,7 @@ use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::sink::{Commit, Sink};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -80,10 +81,26 @@ impl<S: Sink> KafkaProcessor<S> {
 
     /// Consumes until `cancel`, finishing and committing the batch in hand first.
     pub async fn run(&mut self, cancel: &CancellationToken) -> Result<(), KafkaPathError> {
+        self.run_until(cancel, &CancellationToken::new()).await
+    }
+
+    /// Like [`run`](Self::run), and once `drain` fires also returns as soon as the group has
+    /// committed everything on the topic (lag 0), e.g. when the producing side has finished.
+    pub async fn run_until(
+        &mut self,
+        cancel: &CancellationToken,
+        drain: &CancellationToken,
+    ) -> Result<(), KafkaPathError> {
         loop {
             let first = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 message = self.consumer.recv() => message?.detach(),
+                () = tokio::time::sleep(Duration::from_millis(200)), if drain.is_cancelled() => {
+                    if self.caught_up()? {
+                        return Ok(());
+                    }
+                    continue;
+                }
             };
             let mut batch = vec![first];
             let window = tokio::time::sleep(BATCH_WINDOW);
@@ -96,6 +113,34 @@ impl<S: Sink> KafkaProcessor<S> {
             }
             self.process(batch).await?;
         }
+    }
+
+    /// Whether the group's committed offset has reached the end of every partition.
+    fn caught_up(&self) -> Result<bool, KafkaPathError> {
+        let timeout = Duration::from_secs(10);
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.options.topic), timeout)?;
+        let mut wanted = TopicPartitionList::new();
+        for topic in metadata.topics() {
+            for partition in topic.partitions() {
+                wanted.add_partition(topic.name(), partition.id());
+            }
+        }
+        let committed = self.consumer.committed_offsets(wanted, timeout)?;
+        for element in committed.elements() {
+            let (_, high) =
+                self.consumer
+                    .fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            let done = match element.offset() {
+                Offset::Offset(at) => at >= high,
+                _ => high == 0,
+            };
+            if !done {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn process(
@@ -139,7 +184,20 @@ impl<S: Sink> KafkaProcessor<S> {
         for (partition, (_, last)) in &rows_by_partition {
             offsets.add_partition_offset(&topic, *partition, Offset::Offset(last + 1))?;
         }
-        self.consumer.commit(&offsets, CommitMode::Sync)?;
+        match self.consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => {}
+            // The group moved on while we stored: the partitions' new owners resume from the
+            // last committed offsets and rewrite these rows, which upserts make harmless.
+            Err(KafkaError::ConsumerCommit(
+                code @ (RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId),
+            )) => tracing::warn!(
+                ?code,
+                "offset commit lost to a rebalance; the batch will be redone idempotently"
+            ),
+            Err(err) => return Err(err.into()),
+        }
         let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
         self.stats.messages.fetch_add(batch.len() as u64, Relaxed);
         self.stats.rows.fetch_add(rows as u64, Relaxed);

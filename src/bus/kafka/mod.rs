@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod pipeline;
 pub mod relay;
 
 pub use config::KafkaOptions;

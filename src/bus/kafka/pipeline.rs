@@ -1,0 +1,89 @@
+//! `run` with `[kafka] brokers` set: ingest -> raw log (outbox) -> relay -> Kafka -> consumer
+//! group -> store, in one process. Other `userstream process` instances may join the group.
+
+use super::{KafkaProcessor, Relay};
+use crate::avro::USER_SCHEMA;
+use crate::config::Config;
+use crate::ingest::{Ingestor, Schedule, run_schedule};
+use crate::log::AppendSignal;
+use crate::pipeline::{RunSummary, build_source, open_log, open_store};
+use crate::process::processor::ProcessSummary;
+use crate::registry::RegistryClient;
+use anyhow::Context;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Runs until `cancel` (or `max_users`); then the relay publishes what is left in the log and the
+/// processor drains the topic before returning.
+pub async fn run_kafka_pipeline(
+    config: &Config,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let options = config.kafka.clone();
+    let schema_id = RegistryClient::new(&options.registry_url)
+        .register(&options.subject(), USER_SCHEMA)
+        .await
+        .context("registering the users_created value schema")?;
+    let signal = AppendSignal::new();
+    let mut ingestor = Ingestor::new(
+        build_source(config)?,
+        open_log(config)?,
+        &config.page_settings(),
+        uuid::Uuid::new_v4().to_string(),
+        signal.clone(),
+    )?;
+    let mut relay = Relay::new(open_log(config)?, &options, schema_id)?;
+    let mut processor = KafkaProcessor::new(open_store(config)?, &options)?;
+    let stats = processor.stats();
+    tracing::info!(topic = %options.topic, schema_id, brokers = ?options.brokers, "Kafka pipeline started");
+
+    let ingest_done = CancellationToken::new();
+    let relay_task = {
+        let done = ingest_done.clone();
+        tokio::spawn(async move {
+            let mut published = 0u64;
+            loop {
+                // Read `done` before relaying: if it was set, this pass sees every record.
+                let finishing = done.is_cancelled();
+                let n = relay.relay_batch().await?;
+                published += n as u64;
+                if n == 0 {
+                    if finishing {
+                        return Ok::<_, anyhow::Error>(published);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    let drain = CancellationToken::new();
+    let processor_task = {
+        let drain = drain.clone();
+        tokio::spawn(async move { processor.run_until(&CancellationToken::new(), &drain).await })
+    };
+    let schedule = Schedule {
+        interval: config.fetch_interval(),
+        max_users: config.ingest.max_users,
+        max_pages: None,
+        stop_on_error: false,
+    };
+    let ingest = run_schedule(&mut ingestor, &schedule, &cancel).await;
+    ingest_done.cancel();
+    let published = relay_task.await.context("relay task")??;
+    drain.cancel();
+    processor_task.await.context("processor task")??;
+    tracing::info!(published, "relay and consumer drained");
+    Ok(RunSummary {
+        ingest: ingest.context("ingesting")?,
+        process: ProcessSummary {
+            records: stats.messages.load(Relaxed),
+            rows: stats.rows.load(Relaxed),
+            dead_letters: stats.dead_letters.load(Relaxed),
+            position: 0,
+            latency_micros: hdrhistogram::Histogram::new(3).expect("valid histogram"),
+        },
+        elapsed: started.elapsed(),
+    })
+}
