@@ -64,15 +64,21 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_consumer_group_and_dead_letters_store_every_user_exactly_once() {
     let cluster = MockCluster::new(3).unwrap();
-    cluster.create_topic("users_created", 6, 3).unwrap();
-    cluster.create_topic("users_created.dlq", 1, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let options = KafkaOptions {
         brokers: Some(cluster.bootstrap_servers()),
         registry_url: registry(dir.path()).await,
         batch_size: 2000,
+        replication: 3,
         ..KafkaOptions::default()
     };
+    // The mock cluster has no CreateTopics API: create them there, and check that existing
+    // topics are left alone.
+    cluster.create_topic("users_created", 6, 3).unwrap();
+    cluster.create_topic("users_created.dlq", 1, 3).unwrap();
+    userstream::bus::kafka::topics::ensure_topics(&options)
+        .await
+        .unwrap();
     let users = 10_000;
     ingest(dir.path(), users).await;
     let schema_id = RegistryClient::new(&options.registry_url)

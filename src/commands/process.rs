@@ -46,6 +46,7 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     use tokio_util::sync::CancellationToken;
     let rt = runtime()?;
     rt.block_on(async {
+        crate::bus::kafka::topics::ensure_topics(&config.kafka).await?;
         let mut processor = KafkaProcessor::new(open_store(&config)?, &config.kafka)?;
         let stats = processor.stats();
         let cancel = shutdown_on_signal();

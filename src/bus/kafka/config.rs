@@ -13,6 +13,9 @@ pub struct KafkaOptions {
     pub topic: String,
     pub dlq_topic: String,
     pub group_id: String,
+    /// For creating `topic` if it is missing (the dead-letter topic gets one partition).
+    pub partitions: i32,
+    pub replication: i32,
     /// Schema Registry the Avro schema is registered in (Confluent, Karapace, or
     /// `userstream serve-registry`).
     pub registry_url: String,
@@ -29,6 +32,8 @@ impl Default for KafkaOptions {
             topic: "users_created".into(),
             dlq_topic: "users_created.dlq".into(),
             group_id: "userstream".into(),
+            partitions: 6,
+            replication: 1,
             registry_url: "http://127.0.0.1:8081".into(),
             batch_size: 5000,
             properties: BTreeMap::new(),

@@ -11,6 +11,7 @@ pub mod config;
 pub mod consumer;
 pub mod pipeline;
 pub mod relay;
+pub mod topics;
 
 pub use config::KafkaOptions;
 pub use consumer::KafkaProcessor;

@@ -22,6 +22,9 @@ pub async fn run_kafka_pipeline(
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let options = config.kafka.clone();
+    super::topics::ensure_topics(&options)
+        .await
+        .context("creating topics")?;
     let schema_id = RegistryClient::new(&options.registry_url)
         .register(&options.subject(), USER_SCHEMA)
         .await
