@@ -66,10 +66,20 @@ pub async fn run_bench(base: &Config, options: &BenchOptions) -> anyhow::Result<
         users: summary.process.records,
         rows: summary.process.rows,
         dead_letters: summary.process.dead_letters,
-        mode: match options.rate {
-            Some(rate) => format!("steady {rate} users/s"),
-            None => "full speed".into(),
-        },
+        mode: format!(
+            "{}{}",
+            match options.rate {
+                Some(rate) => format!("steady {rate} users/s"),
+                None => "full speed".into(),
+            },
+            match &config.kafka.brokers {
+                Some(brokers) => format!(
+                    ", via Kafka {brokers} with {} processor(s)",
+                    config.kafka.processors
+                ),
+                None => String::new(),
+            }
+        ),
         seconds,
         users_per_sec: summary.process.records as f64 / seconds,
         latency_p50_ms: ms(latency.value_at_quantile(0.50)),

@@ -205,6 +205,15 @@ pub struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// Measure the Kafka path against these brokers (sets `kafka.brokers`)
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// Schema Registry for the Kafka path (sets `kafka.registry_url`)
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+    /// Consumer-group members to run in the bench process (Kafka path)
+    #[arg(long, default_value_t = 1)]
+    pub processors: usize,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,18 @@ use crate::cli::BenchArgs;
 use crate::config::Config;
 use anyhow::Context;
 
-pub fn execute(config: Config, args: BenchArgs) -> anyhow::Result<()> {
+pub fn execute(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(brokers) = &args.kafka {
+        config.kafka.brokers = Some(brokers.clone());
+        // A fresh topic per run, so the bench measures its own users only.
+        config.kafka.topic = format!("users_created.bench-{}", chrono::Utc::now().timestamp());
+        config.kafka.dlq_topic = format!("{}.dlq", config.kafka.topic);
+        config.kafka.group_id = format!("{}-group", config.kafka.topic);
+    }
+    if let Some(url) = &args.registry {
+        config.kafka.registry_url = url.clone();
+    }
+    config.kafka.processors = args.processors;
     // A fresh directory per run: a bench must not mix its users into a real store, nor measure
     // a store that already holds last run's rows. `--data-dir` keeps the files for inspection.
     let scratch = tempfile::Builder::new()

@@ -19,6 +19,8 @@ pub struct KafkaOptions {
     /// Schema Registry the Avro schema is registered in (Confluent, Karapace, or
     /// `userstream serve-registry`).
     pub registry_url: String,
+    /// Consumer-group members `run` starts in its own process (more can join from others).
+    pub processors: usize,
     /// Records per relay batch and most messages per processed batch.
     pub batch_size: usize,
     /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
@@ -35,6 +37,7 @@ impl Default for KafkaOptions {
             partitions: 6,
             replication: 1,
             registry_url: "http://127.0.0.1:8081".into(),
+            processors: 1,
             batch_size: 5000,
             properties: BTreeMap::new(),
         }

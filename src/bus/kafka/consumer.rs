@@ -13,7 +13,7 @@ use crate::registry::RegistryClient;
 use crate::sink::{Commit, Sink};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -37,6 +37,8 @@ pub struct KafkaProcessorStats {
     pub messages: AtomicU64,
     pub rows: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Fetch-to-commit latency (µs) of messages that carry the relay's fetch-time header.
+    pub latency_micros: std::sync::Mutex<Option<hdrhistogram::Histogram<u64>>>,
 }
 
 pub struct KafkaProcessor<S> {
@@ -197,6 +199,24 @@ impl<S: Sink> KafkaProcessor<S> {
                 "offset commit lost to a rebalance; the batch will be redone idempotently"
             ),
             Err(err) => return Err(err.into()),
+        }
+        let committed_at = chrono::Utc::now().timestamp_micros();
+        {
+            let mut latency = self.stats.latency_micros.lock().expect("stats lock");
+            let histogram = latency.get_or_insert_with(|| {
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+            });
+            for message in &batch {
+                let fetched_at = message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == super::relay::FETCHED_AT_HEADER)
+                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+                });
+                if let Some(at) = fetched_at {
+                    histogram.saturating_record((committed_at - at).max(0) as u64);
+                }
+            }
         }
         let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
         self.stats.messages.fetch_add(batch.len() as u64, Relaxed);

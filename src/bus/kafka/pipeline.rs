@@ -38,8 +38,11 @@ pub async fn run_kafka_pipeline(
         signal.clone(),
     )?;
     let mut relay = Relay::new(open_log(config)?, &options, schema_id)?;
-    let mut processor = KafkaProcessor::new(open_store(config)?, &options)?;
-    let stats = processor.stats();
+    let mut processors = Vec::new();
+    for _ in 0..options.processors.max(1) {
+        processors.push(KafkaProcessor::new(open_store(config)?, &options)?);
+    }
+    let stats: Vec<_> = processors.iter().map(|p| p.stats()).collect();
     tracing::info!(topic = %options.topic, schema_id, brokers = ?options.brokers, "Kafka pipeline started");
 
     let ingest_done = CancellationToken::new();
@@ -62,10 +65,15 @@ pub async fn run_kafka_pipeline(
         })
     };
     let drain = CancellationToken::new();
-    let processor_task = {
-        let drain = drain.clone();
-        tokio::spawn(async move { processor.run_until(&CancellationToken::new(), &drain).await })
-    };
+    let processor_tasks: Vec<_> = processors
+        .into_iter()
+        .map(|mut processor| {
+            let drain = drain.clone();
+            tokio::spawn(
+                async move { processor.run_until(&CancellationToken::new(), &drain).await },
+            )
+        })
+        .collect();
     let schedule = Schedule {
         interval: config.fetch_interval(),
         max_users: config.ingest.max_users,
@@ -76,17 +84,32 @@ pub async fn run_kafka_pipeline(
     ingest_done.cancel();
     let published = relay_task.await.context("relay task")??;
     drain.cancel();
-    processor_task.await.context("processor task")??;
+    for task in processor_tasks {
+        task.await.context("processor task")??;
+    }
     tracing::info!(published, "relay and consumer drained");
     Ok(RunSummary {
         ingest: ingest.context("ingesting")?,
         process: ProcessSummary {
-            records: stats.messages.load(Relaxed),
-            rows: stats.rows.load(Relaxed),
-            dead_letters: stats.dead_letters.load(Relaxed),
+            records: stats.iter().map(|s| s.messages.load(Relaxed)).sum(),
+            rows: stats.iter().map(|s| s.rows.load(Relaxed)).sum(),
+            dead_letters: stats.iter().map(|s| s.dead_letters.load(Relaxed)).sum(),
             position: 0,
-            latency_micros: hdrhistogram::Histogram::new(3).expect("valid histogram"),
+            latency_micros: merged_latency(&stats),
         },
         elapsed: started.elapsed(),
     })
+}
+
+fn merged_latency(
+    stats: &[std::sync::Arc<super::consumer::KafkaProcessorStats>],
+) -> hdrhistogram::Histogram<u64> {
+    let mut all =
+        hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    for s in stats {
+        if let Some(h) = s.latency_micros.lock().expect("stats lock").as_ref() {
+            all.add(h).expect("same bounds");
+        }
+    }
+    all
 }

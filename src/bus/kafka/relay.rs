@@ -19,6 +19,9 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "0"), // never give up on a record: the log is the buffer
 ];
 
+/// Header carrying the record's fetch time (Unix microseconds).
+pub const FETCHED_AT_HEADER: &str = "userstream.fetched_at_us";
+
 pub struct Relay<L> {
     log: L,
     producer: FutureProducer,
@@ -66,7 +69,15 @@ impl<L: RawLog> Relay<L> {
         for record in &batch {
             let key = user_key(&record.record).unwrap_or_else(|| record.seq.to_string());
             let (topic, payload, headers) = match encode_user(self.schema_id, &record.record) {
-                Ok(payload) => (&self.options.topic, payload, OwnedHeaders::new()),
+                // When the record was fetched, so consumers can measure end-to-end latency.
+                Ok(payload) => (
+                    &self.options.topic,
+                    payload,
+                    OwnedHeaders::new().insert(Header {
+                        key: FETCHED_AT_HEADER,
+                        value: Some(record.fetched_at_micros.to_string().as_str()),
+                    }),
+                ),
                 // Not even encodable as a user: straight to the dead-letter topic, with why.
                 Err(err) => (
                     &self.options.dlq_topic,
