@@ -86,6 +86,7 @@ async fn rows_in_cassandra_match_the_embedded_store_field_by_field() {
             (users, 0)
         );
         assert_same_rows(&want, &got, users);
+        assert_eq!(open_store(&got).unwrap().latest(10).unwrap().len(), 10);
 
         // Running again over the same log writes nothing new: the position is in Cassandra.
         let again = run_pipeline(&got, CancellationToken::new(), false)

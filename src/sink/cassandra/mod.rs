@@ -105,6 +105,8 @@ struct Statements {
     read_position: PreparedStatement,
     get_user: PreparedStatement,
     scan_users: PreparedStatement,
+    /// `scan_users` plus `WRITETIME(first_name)`; `None` where the server lacks WRITETIME.
+    scan_users_written: Option<PreparedStatement>,
     scan_dead_letters: PreparedStatement,
 }
 
@@ -259,6 +261,11 @@ async fn connect(
         read_position: prepare(format!("SELECT position FROM {ks}.userstream_positions WHERE log_id = ?")).await?,
         get_user: prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users WHERE id = ?")).await?,
         scan_users: prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users")).await?,
+        scan_users_written: prepare(format!(
+            "SELECT {USER_COLUMNS}, WRITETIME(first_name) FROM {ks}.created_users"
+        ))
+        .await
+        .ok(),
         scan_dead_letters: prepare(format!(
             "SELECT log_seq, reason, failed_at, record FROM {ks}.userstream_dead_letters"
         ))
@@ -394,11 +401,50 @@ impl UserQuery for CassandraStore {
     }
 
     /// Cassandra keeps no insertion order and DATA.md's table has no time column, so "latest"
-    /// is the first `limit` rows in token order here.
+    /// orders by the cells' write time (`WRITETIME`), the same order the other stores use. A
+    /// server without WRITETIME (the test server) gets token order instead.
     fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
-        let mut rows = self.scan()?;
-        rows.truncate(limit);
-        Ok(rows)
+        let Some(statement) = &self.statements.scan_users_written else {
+            let mut rows = self.scan()?;
+            rows.truncate(limit);
+            return Ok(rows);
+        };
+        let mut rows = self.block_on(async {
+            let pager = self
+                .session
+                .execute_iter(statement.clone(), ())
+                .await
+                .map_err(|e| driver("scan users")(&e))?;
+            let rows = pager
+                .rows_stream::<(
+                    Uuid,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<CqlTimestamp>,
+                    Option<CqlTimestamp>,
+                    Option<String>,
+                    Option<String>,
+                    Option<i64>,
+                )>()
+                .map_err(|e| driver("scan users")(&e))?;
+            rows.map_ok(|t| {
+                let written = t.12.unwrap_or(0);
+                (
+                    written,
+                    to_row((t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, t.11)),
+                )
+            })
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| driver("scan users")(&e))
+        })?;
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(rows.into_iter().take(limit).map(|(_, row)| row).collect())
     }
 
     fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
