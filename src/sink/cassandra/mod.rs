@@ -443,7 +443,7 @@ impl UserQuery for CassandraStore {
             .await
             .map_err(|e| driver("scan users")(&e))
         })?;
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|(written, _)| std::cmp::Reverse(*written));
         Ok(rows.into_iter().take(limit).map(|(_, row)| row).collect())
     }
 
