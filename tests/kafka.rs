@@ -265,3 +265,131 @@ async fn three_processors_one_killed_store_every_record_exactly_once() {
     assert_eq!(support::store_ids(dir.path()), logged);
     assert_eq!(support::count(&store, "created_users"), users);
 }
+
+fn python(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/confluent_interop.py"
+        ))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with confluent-kafka (.ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The Python `confluent-kafka` client reads our topic through our registry, and what it
+/// produces with its AvroSerializer is processed by us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_confluent_client_reads_and_writes_our_topic() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("users_created", 3, 1).unwrap();
+    cluster.create_topic("users_created.dlq", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = KafkaOptions {
+        brokers: Some(cluster.bootstrap_servers()),
+        registry_url: registry(dir.path()).await,
+        ..KafkaOptions::default()
+    };
+    ingest(dir.path(), 1000).await;
+    let schema_id = RegistryClient::new(&options.registry_url)
+        .register(&options.subject(), USER_SCHEMA)
+        .await
+        .unwrap();
+    let mut relay = Relay::new(
+        SqliteLog::open(&dir.path().join("log.db")).unwrap(),
+        &options,
+        schema_id,
+    )
+    .unwrap();
+    while relay.relay_batch().await.unwrap() > 0 {}
+
+    let (url, brokers) = (options.registry_url.clone(), cluster.bootstrap_servers());
+    let read = tokio::task::spawn_blocking(move || {
+        python(
+            &["topic-consume", &url, &brokers, "users_created", "1000"],
+            "",
+        )
+    })
+    .await
+    .unwrap();
+    let theirs: std::collections::BTreeSet<String> = read
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["login"]["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        theirs,
+        support::log_uuids(dir.path()).1,
+        "Python read every user we published"
+    );
+
+    // Python produces 200 other users with its AvroSerializer; we store all 1200.
+    let mut page = Vec::new();
+    userstream::source::generator::write_page(
+        &mut page,
+        "from-python",
+        1,
+        200,
+        &Default::default(),
+    )
+    .unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&page).unwrap();
+    let lines: String = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            userstream::model::redact::redact_credentials(
+                &serde_json::value::to_raw_value(u).unwrap(),
+            ) + "\n"
+        })
+        .collect();
+    let schema_file = dir.path().join("user.avsc");
+    std::fs::write(&schema_file, USER_SCHEMA).unwrap();
+    let (url, brokers, schema) = (
+        options.registry_url.clone(),
+        cluster.bootstrap_servers(),
+        schema_file.display().to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        python(
+            &["topic-produce", &url, &brokers, "users_created", &schema],
+            &lines,
+        )
+    })
+    .await
+    .unwrap();
+
+    let store_path = dir.path().join("store.db");
+    let mut processor =
+        KafkaProcessor::new(SqliteStore::open(&store_path).unwrap(), &options).unwrap();
+    let cancel = CancellationToken::new();
+    let drained = CancellationToken::new();
+    drained.cancel();
+    processor.run_until(&cancel, &drained).await.unwrap();
+    let store = SqliteStore::open(&store_path).unwrap();
+    assert_eq!(store.count().unwrap(), 1200);
+    let from_python = page["results"][0]["login"]["uuid"].as_str().unwrap();
+    assert!(store.get(from_python.parse().unwrap()).unwrap().is_some());
+}
