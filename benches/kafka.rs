@@ -31,6 +31,7 @@ fn main() {
             let mut config = Config::default();
             config.kafka.brokers = Some(cluster.bootstrap_servers());
             config.kafka.registry_url = registry_url.clone();
+            config.kafka.serve_registry = false;
             config.kafka.topic = topic.clone();
             config.kafka.dlq_topic = format!("{topic}.dlq");
             config.kafka.group_id = format!("{topic}-group");

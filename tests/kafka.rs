@@ -393,3 +393,54 @@ async fn the_python_confluent_client_reads_and_writes_our_topic() {
     let from_python = page["results"][0]["login"]["uuid"].as_str().unwrap();
     assert!(store.get(from_python.parse().unwrap()).unwrap().is_some());
 }
+
+/// `userstream run` with only brokers configured: it serves its own registry, relays through
+/// Kafka and stores every user, then exits at `--max-users`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_uses_kafka_and_its_embedded_registry() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("users_created", 6, 1).unwrap();
+    cluster.create_topic("users_created.dlq", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let brokers = cluster.bootstrap_servers();
+    let status = tokio::task::spawn_blocking({
+        let data = dir.path().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+                .args(["-q", "--data-dir"])
+                .arg(&data)
+                .args([
+                    "run",
+                    "--batch-size",
+                    "500",
+                    "--interval",
+                    "0s",
+                    "--max-users",
+                    "3000",
+                ])
+                .env("USERSTREAM_KAFKA__BROKERS", brokers)
+                .env(
+                    "USERSTREAM_KAFKA__REGISTRY_URL",
+                    format!("http://127.0.0.1:{port}"),
+                )
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        support::count(&dir.path().join("store.db"), "created_users"),
+        3000
+    );
+    assert!(
+        dir.path().join("registry.db").exists(),
+        "schemas kept durably by the embedded registry"
+    );
+}

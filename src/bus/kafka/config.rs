@@ -19,6 +19,9 @@ pub struct KafkaOptions {
     /// Schema Registry the Avro schema is registered in (Confluent, Karapace, or
     /// `userstream serve-registry`).
     pub registry_url: String,
+    /// Serve our own registry at `registry_url`'s address from `run` (the embedded default);
+    /// set `false` when `registry_url` points at an external one.
+    pub serve_registry: bool,
     /// Consumer-group members `run` starts in its own process (more can join from others).
     pub processors: usize,
     /// Records per relay batch and most messages per processed batch.
@@ -37,6 +40,7 @@ impl Default for KafkaOptions {
             partitions: 6,
             replication: 1,
             registry_url: "http://127.0.0.1:8081".into(),
+            serve_registry: true,
             processors: 1,
             batch_size: 5000,
             properties: BTreeMap::new(),
