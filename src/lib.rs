@@ -30,3 +30,4 @@ pub mod registry;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod tls;

@@ -10,6 +10,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::python::python;
 use tokio_util::sync::CancellationToken;
 use userstream::avro::USER_SCHEMA;
 use userstream::bus::kafka::{KafkaOptions, KafkaProcessor, Relay};
@@ -264,34 +265,6 @@ async fn three_processors_one_killed_store_every_record_exactly_once() {
     let (_, logged) = support::log_uuids(dir.path());
     assert_eq!(support::store_ids(dir.path()), logged);
     assert_eq!(support::count(&store, "created_users"), users);
-}
-
-fn python(args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/confluent_interop.py"
-        ))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with confluent-kafka (.ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The Python `confluent-kafka` client reads our topic through our registry, and what it

@@ -1,8 +1,11 @@
 //! The embedded Schema Registry: Confluent's REST subset and error codes, durability, and
 //! interoperability with the real Python `confluent-kafka` client.
 
+mod support;
+
 use serde_json::{Value, json};
 use std::sync::Arc;
+use support::python::python;
 use userstream::avro::{USER_SCHEMA, decode_frame, decode_user, encode_user};
 use userstream::process::transform;
 use userstream::registry::{RegistryClient, RegistryStore, server};
@@ -209,34 +212,6 @@ async fn schemas_survive_a_restart() {
     );
 }
 
-fn python(args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/confluent_interop.py"
-        ))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (with confluent-kafka: .ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_confluent_client_and_userstream_read_each_others_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -264,9 +239,10 @@ async fn the_python_confluent_client_and_userstream_read_each_others_records() {
         schema_file.display().to_string(),
         users[0].clone(),
     );
-    let hex = tokio::task::spawn_blocking(move || python(&["produce", &u, &s], &f))
-        .await
-        .unwrap();
+    let hex =
+        tokio::task::spawn_blocking(move || python(&["produce", &u, &s], &f).trim().to_owned())
+            .await
+            .unwrap();
     let framed: Vec<u8> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())

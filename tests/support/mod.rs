@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod postgres;
+pub mod python;
 pub mod scripted_server;
 pub mod tcp_proxy;
 

@@ -202,7 +202,8 @@ async fn connect(
         builder = builder.user(user, password);
     }
     if options.tls {
-        let connector = tls_config(options)?;
+        let connector = crate::tls::client_config(options.ca_file.as_deref())
+            .map_err(CassandraError::Config)?;
         builder = builder.tls_context(Some(Arc::new(connector)));
     }
     let session = builder.build().await.map_err(|e| driver("connect")(&e))?;
@@ -272,29 +273,6 @@ async fn connect(
         .await?,
     };
     Ok((session, statements))
-}
-
-fn tls_config(options: &CassandraOptions) -> Result<rustls::ClientConfig, CassandraError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &options.ca_file {
-        use rustls_pki_types::pem::PemObject;
-        let pem = std::fs::read(path)
-            .map_err(|e| CassandraError::Config(format!("reading {}: {e}", path.display())))?;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert =
-                cert.map_err(|e| CassandraError::Config(format!("{}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| CassandraError::Config(format!("{}: {e}", path.display())))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CassandraError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// One write with retries: timeouts, overload and unavailability are worth another attempt
