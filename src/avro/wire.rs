@@ -80,7 +80,7 @@ fn strip_unions(value: Value) -> Value {
         Value::Record(fields) => Value::Record(
             fields
                 .into_iter()
-                .filter(|(_, v)| !matches!(v, Value::Null | Value::Union(_, _) if is_null(v)))
+                .filter(|(_, v)| !is_null(v))
                 .map(|(k, v)| (k, strip_unions(v)))
                 .collect(),
         ),

@@ -7,13 +7,12 @@
 
 use super::generator::{Filters, Gender, write_page};
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Query parameters of `GET /api/`. All are strings, as on the real API, so that bad values are
@@ -29,9 +28,6 @@ pub struct ApiParams {
     exc: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct ServerState {}
-
 /// The router, separate from binding so tests can serve it on an ephemeral port.
 pub fn router() -> Router {
     Router::new()
@@ -39,7 +35,6 @@ pub fn router() -> Router {
         .route("/api/", get(users))
         .route("/api/{version}", get(users))
         .route("/api/{version}/", get(users))
-        .with_state(Arc::new(ServerState::default()))
 }
 
 /// Binds `addr` and serves until `shutdown` resolves.
@@ -60,10 +55,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding serve-api to {addr}"))
 }
 
-async fn users(
-    State(_state): State<Arc<ServerState>>,
-    Query(params): Query<ApiParams>,
-) -> Response {
+async fn users(Query(params): Query<ApiParams>) -> Response {
     let results = params
         .results
         .as_deref()
