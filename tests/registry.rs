@@ -218,20 +218,7 @@ async fn the_python_confluent_client_and_userstream_read_each_others_records() {
     let url = serve(&dir.path().join("registry.db")).await;
     let schema_file = dir.path().join("user.avsc");
     std::fs::write(&schema_file, USER_SCHEMA).unwrap();
-    let mut page = Vec::new();
-    let filters = userstream::source::generator::Filters::default();
-    userstream::source::generator::write_page(&mut page, "interop", 1, 2, &filters).unwrap();
-    let page: Value = serde_json::from_slice(&page).unwrap();
-    let users: Vec<String> = page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            userstream::model::redact::redact_credentials(
-                &serde_json::value::to_raw_value(u).unwrap(),
-            )
-        })
-        .collect();
+    let users = support::redacted_users("interop", 2);
 
     // Python produces (registering through our registry), we consume.
     let (u, s, f) = (

@@ -2,9 +2,11 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod kafka;
 pub mod postgres;
 pub mod python;
 pub mod scripted_server;
+pub mod tansu;
 pub mod tcp_proxy;
 
 use rusqlite::Connection;
@@ -57,6 +59,24 @@ pub fn store_ids(data_dir: &Path) -> BTreeSet<String> {
     store_rows(data_dir)
         .into_iter()
         .map(|row| uuid::Uuid::parse_str(&row[0]).unwrap().to_string())
+        .collect()
+}
+
+/// `n` generated users (seeded by `seed`) with their credentials removed, as JSON text: what
+/// ingest publishes.
+pub fn redacted_users(seed: &str, n: u32) -> Vec<String> {
+    let mut page = Vec::new();
+    userstream::source::generator::write_page(&mut page, seed, 1, n, &Default::default()).unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&page).unwrap();
+    page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            userstream::model::redact::redact_credentials(
+                &serde_json::value::to_raw_value(u).unwrap(),
+            )
+        })
         .collect()
 }
 
