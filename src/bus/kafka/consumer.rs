@@ -6,6 +6,7 @@
 //! never given up with work in flight. Rows are upserts by id, so whatever a crash makes another
 //! member redo changes nothing.
 
+use super::rebalance::RebalanceLog;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
 use crate::process::transform;
@@ -42,7 +43,7 @@ pub struct KafkaProcessorStats {
 }
 
 pub struct KafkaProcessor<S> {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<RebalanceLog>,
     dlq: FutureProducer,
     registry: RegistryClient,
     sink: S,
@@ -62,7 +63,7 @@ impl<S: Sink> KafkaProcessor<S> {
     pub fn new(sink: S, options: &KafkaOptions) -> Result<Self, KafkaPathError> {
         let mut config = options.client_config(CONSUMER_DEFAULTS);
         config.set("group.id", &options.group_id);
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog)?;
         consumer.subscribe(&[&options.topic])?;
         let dlq = options
             .client_config(&[("enable.idempotence", "true"), ("acks", "all")])

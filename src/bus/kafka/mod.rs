@@ -10,6 +10,7 @@
 pub mod config;
 pub mod consumer;
 pub mod pipeline;
+pub mod rebalance;
 pub mod relay;
 pub mod topics;
 
