@@ -83,3 +83,25 @@ fn the_public_api_limit_cannot_be_configured_away() {
     config.randomuser.users_per_window = 0;
     config.validate().unwrap();
 }
+
+#[test]
+fn kafka_properties_reach_only_the_clients_they_are_for() {
+    let config = load_toml(
+        "[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"security.protocol\" = \"SSL\"\n\
+         [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\
+         [kafka.producer_properties]\n\"linger.ms\" = \"20\"\n",
+    )
+    .unwrap();
+    let consumer = config.kafka.consumer_config(&[]);
+    let producer = config.kafka.producer_config(&[("linger.ms", "5")]);
+    assert_eq!(consumer.get("security.protocol"), Some("SSL"));
+    assert_eq!(producer.get("security.protocol"), Some("SSL"));
+    assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
+    assert_eq!(producer.get("session.timeout.ms"), None);
+    assert_eq!(
+        producer.get("linger.ms"),
+        Some("20"),
+        "the user's value wins"
+    );
+    assert_eq!(consumer.get("linger.ms"), None);
+}

@@ -42,6 +42,14 @@ pub trait TestCluster {
     fn reassigns_dead_members(&self) -> bool {
         true
     }
+    /// Producer settings the cluster needs. Tansu 0.6.0 answers a fetch that starts inside a
+    /// record batch from the next batch on, silently skipping the rest of that batch, which a
+    /// consumer resuming from a committed offset hits (reproduced with the Python client: 3000
+    /// records in 5 batches, a fetch at offset 499 returns 2498 records starting at 701). One
+    /// record per batch keeps every offset a batch start there.
+    fn producer_properties(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
 }
 
 impl TestCluster for MockCluster<'static, DefaultProducerContext> {
@@ -81,6 +89,9 @@ impl TestCluster for Tansu {
     fn reassigns_dead_members(&self) -> bool {
         false
     }
+    fn producer_properties(&self) -> Vec<(&'static str, &'static str)> {
+        vec![("batch.num.messages", "1")]
+    }
 }
 
 /// A mock cluster of three brokers.
@@ -103,10 +114,15 @@ pub async fn options_with_topics(cluster: &impl TestCluster, dir: &Path) -> Kafk
         registry_url: registry(dir).await,
         replication: cluster.replication(),
         partitions: 6,
-        properties: GROUP_TIMEOUTS
+        consumer_properties: GROUP_TIMEOUTS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
+        producer_properties: cluster
+            .producer_properties()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..KafkaOptions::default()
     };
     cluster.precreate_topics(&options);
@@ -304,7 +320,7 @@ pub async fn three_processors_one_killed(cluster: &impl TestCluster) {
         &config_file,
         format!(
             "data_dir = {:?}\n[kafka]\nbrokers = {:?}\nregistry_url = {:?}\nbatch_size = 500\n\
-             [kafka.properties]\n{properties}",
+             [kafka.consumer_properties]\n{properties}",
             dir.path().display().to_string(),
             cluster.bootstrap_servers(),
             options.registry_url,

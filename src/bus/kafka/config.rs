@@ -26,8 +26,13 @@ pub struct KafkaOptions {
     pub processors: usize,
     /// Records per relay batch and most messages per processed batch.
     pub batch_size: usize,
-    /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    /// librdkafka properties for every client, e.g. `"security.protocol" = "SASL_SSL"`.
     pub properties: BTreeMap<String, String>,
+    /// Applied after `properties` to consumers only (e.g. `session.timeout.ms`), since
+    /// librdkafka warns about every consumer property handed to a producer and vice versa.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// Applied after `properties` to producers only (e.g. `linger.ms`).
+    pub producer_properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaOptions {
@@ -44,6 +49,8 @@ impl Default for KafkaOptions {
             processors: 1,
             batch_size: 5000,
             properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
         }
     }
 }
@@ -65,6 +72,24 @@ impl KafkaOptions {
             config.set(*key, *value);
         }
         for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// [`client_config`](Self::client_config) plus `consumer_properties`.
+    pub fn consumer_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = self.client_config(defaults);
+        for (key, value) in &self.consumer_properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// [`client_config`](Self::client_config) plus `producer_properties`.
+    pub fn producer_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = self.client_config(defaults);
+        for (key, value) in &self.producer_properties {
             config.set(key, value);
         }
         config

@@ -51,6 +51,7 @@ pub async fn run_kafka_pipeline(
     let ingest_done = CancellationToken::new();
     let relay_task = {
         let done = ingest_done.clone();
+        let signal = signal.clone();
         tokio::spawn(async move {
             let mut published = 0u64;
             loop {
@@ -62,7 +63,13 @@ pub async fn run_kafka_pipeline(
                     if finishing {
                         return Ok::<_, anyhow::Error>(published);
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Woken by ingest's next append rather than a poll interval, which would
+                    // add itself to every record's latency.
+                    let (signal, seen) = (signal.clone(), relay.position());
+                    tokio::task::spawn_blocking(move || {
+                        signal.wait_past(seen, Duration::from_millis(200));
+                    })
+                    .await?;
                 }
             }
         })
@@ -85,6 +92,7 @@ pub async fn run_kafka_pipeline(
     };
     let ingest = run_schedule(&mut ingestor, &schedule, &cancel).await;
     ingest_done.cancel();
+    signal.close();
     let published = relay_task.await.context("relay task")??;
     drain.cancel();
     for task in processor_tasks {

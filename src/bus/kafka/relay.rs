@@ -28,6 +28,8 @@ pub struct Relay<L> {
     options: KafkaOptions,
     schema_id: u32,
     checkpoint: String,
+    /// The log position acknowledged last, for waiting on appends past it.
+    position: u64,
 }
 
 /// The record's `login.uuid`, the message key, so one user always lands on one partition.
@@ -45,14 +47,20 @@ fn user_key(record: &str) -> Option<String> {
 
 impl<L: RawLog> Relay<L> {
     pub fn new(log: L, options: &KafkaOptions, schema_id: u32) -> Result<Self, KafkaPathError> {
-        let producer = options.client_config(PRODUCER_DEFAULTS).create()?;
+        let producer = options.producer_config(PRODUCER_DEFAULTS).create()?;
         Ok(Self {
             log,
             producer,
             checkpoint: format!("kafka-relay:{}", options.topic),
             options: options.clone(),
             schema_id,
+            position: 0,
         })
+    }
+
+    /// The last log sequence number the broker acknowledged (as of the last batch).
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// Publishes the next batch; returns how many records were published (0 = caught up).
@@ -63,6 +71,7 @@ impl<L: RawLog> Relay<L> {
             Ok::<_, KafkaPathError>((after, batch))
         })?;
         let Some(last) = batch.last().map(|r| r.seq) else {
+            self.position = after;
             return Ok(0);
         };
         let mut pending = Vec::with_capacity(batch.len());
@@ -115,6 +124,7 @@ impl<L: RawLog> Relay<L> {
         await_all(&mut pending).await?;
         // Every record of the batch is acknowledged (acks=all): now, and only now, mark them.
         tokio::task::block_in_place(|| self.log.set_checkpoint(&self.checkpoint, last))?;
+        self.position = last;
         tracing::debug!(from = after + 1, to = last, "relayed to Kafka");
         Ok(batch.len())
     }
