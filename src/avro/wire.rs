@@ -1,9 +1,11 @@
 //! The Confluent wire format: magic byte 0, the writer schema's registry id as 4 big-endian bytes,
 //! then the Avro binary datum.
 
+use super::codec::Codec;
 use super::schema::user_schema;
 use apache_avro::Schema;
 use apache_avro::types::Value;
+use std::sync::OnceLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AvroError {
@@ -38,26 +40,54 @@ pub fn decode_frame(message: &[u8]) -> Result<(u32, &[u8]), AvroError> {
     }
 }
 
+/// Our schema with its named types, built once.
+fn user_codec() -> &'static Codec<'static> {
+    static CODEC: OnceLock<Codec<'static>> = OnceLock::new();
+    CODEC.get_or_init(|| Codec::new(user_schema()))
+}
+
 /// Encodes one raw API record (JSON, credentials already removed) as a framed `User` datum.
 pub fn encode_user(schema_id: u32, record: &str) -> Result<Vec<u8>, AvroError> {
+    encode_user_keyed(schema_id, record).map(|(frame, _)| frame)
+}
+
+/// [`encode_user`], also returning the record's `login.uuid` (the message key) from the same
+/// parse.
+pub fn encode_user_keyed(
+    schema_id: u32,
+    record: &str,
+) -> Result<(Vec<u8>, Option<String>), AvroError> {
     let json: serde_json::Value =
         serde_json::from_str(record).map_err(|e| AvroError::Encode(e.to_string()))?;
     if !json.is_object() {
         return Err(AvroError::Encode("not a JSON object".into()));
     }
-    // Resolution turns JSON objects into records, fills absent fields with their defaults, and
-    // picks the union branch (long or string) each value needs.
-    let value = Value::from(json)
-        .resolve(user_schema())
-        .map_err(|e| AvroError::Encode(e.to_string()))?;
-    let datum = apache_avro::to_avro_datum(user_schema(), value)
-        .map_err(|e| AvroError::Encode(e.to_string()))?;
-    Ok(encode_frame(schema_id, &datum))
+    let mut frame = Vec::with_capacity(5 + record.len() / 2);
+    frame.push(0);
+    frame.extend_from_slice(&schema_id.to_be_bytes());
+    user_codec()
+        .encode(&json, &mut frame)
+        .map_err(AvroError::Encode)?;
+    let key = json
+        .pointer("/login/uuid")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Ok((frame, key))
 }
 
 /// Decodes a datum written with `writer` into the JSON record the processor validates, resolving
 /// it against our schema, so records written with an older compatible schema read correctly.
 pub fn decode_user(schema_id: u32, writer: &Schema, datum: &[u8]) -> Result<String, AvroError> {
+    let fail = |reason: String| AvroError::Decode { schema_id, reason };
+    // Written with our schema (the common case): nothing to resolve, decode directly.
+    if std::ptr::eq(writer, user_schema()) || writer == user_schema() {
+        return Ok(user_codec().decode(datum).map_err(fail)?.to_string());
+    }
+    decode_resolved(schema_id, writer, datum)
+}
+
+/// The general path: apache-avro decodes with the writer schema and resolves against ours.
+fn decode_resolved(schema_id: u32, writer: &Schema, datum: &[u8]) -> Result<String, AvroError> {
     let fail = |reason: String| AvroError::Decode { schema_id, reason };
     let mut reader = datum;
     let value = apache_avro::from_avro_datum(writer, &mut reader, Some(user_schema()))

@@ -80,3 +80,123 @@ fn bad_frames_and_bad_data_are_named() {
     assert!(err.to_string().contains("writer schema 9"), "{err}");
     assert!(encode_user(1, "[1,2]").is_err());
 }
+
+/// What `encode_user` did before the direct codec: apache-avro's resolution and encoder.
+fn encode_with_apache_avro(record: &str) -> Result<Vec<u8>, String> {
+    let json: serde_json::Value = serde_json::from_str(record).map_err(|e| e.to_string())?;
+    let value = Value::from(json)
+        .resolve(user_schema())
+        .map_err(|e| e.to_string())?;
+    let datum = apache_avro::to_avro_datum(user_schema(), value).map_err(|e| e.to_string())?;
+    Ok(encode_frame(1, &datum))
+}
+
+fn generated_users(n: u32) -> Vec<String> {
+    let mut page = Vec::new();
+    crate::source::generator::write_page(&mut page, "codec", 1, n, &Default::default()).unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&page).unwrap();
+    page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            crate::model::redact::redact_credentials(&serde_json::value::to_raw_value(u).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_direct_codec_writes_and_reads_exactly_what_apache_avro_does() {
+    let mut records = generated_users(3000);
+    records.push(RECORD.to_owned());
+    records.push(RECORD.replace("63104", "\"A1B 2C3\""));
+    records.push(RECORD.replace("8929", "\"8929a\""));
+    records.push(RECORD.replace(r#""nat":"US""#, r#""nat":null"#));
+    records.push(RECORD.replace(r#""email""#, r#""extra":[1,{"x":2}],"email""#));
+    records.push(r#"{"name":{"first":"Only"}}"#.to_owned());
+    records.push("{}".to_owned());
+    for record in &records {
+        let ours = encode_user(1, record).unwrap();
+        assert_eq!(
+            Ok(ours.clone()),
+            encode_with_apache_avro(record),
+            "{record}"
+        );
+        assert_eq!(
+            decode_user(1, user_schema(), &ours[5..]).unwrap(),
+            decode_resolved(1, user_schema(), &ours[5..]).unwrap(),
+            "{record}"
+        );
+    }
+}
+
+#[test]
+fn what_apache_avro_refuses_the_direct_codec_refuses_naming_the_field() {
+    for (record, field) in [
+        (RECORD.replace("63104", "1.5"), "postcode"),
+        (RECORD.replace(r#""(272) 790-0888""#, "2727900888"), "phone"),
+        (RECORD.replace(r#""female""#, r#"{"g":1}"#), "gender"),
+        (RECORD.replace(r#""age":30"#, r#""age":"30""#), "age"),
+        (
+            RECORD.replace(
+                r#""uuid":"7a0eed16-9430-4d68-901f-c0d4c1c3bf00""#,
+                r#""uuid":true"#,
+            ),
+            "uuid",
+        ),
+        (
+            RECORD.replace(
+                r#"{"title":"Ms","first":"Jane","last":"Doe"}"#,
+                r#"["Ms","Jane","Doe"]"#,
+            ),
+            "name",
+        ),
+    ] {
+        assert!(
+            encode_with_apache_avro(&record).is_err(),
+            "apache-avro took {field}"
+        );
+        let err = encode_user(1, &record).unwrap_err().to_string();
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+    assert!(
+        encode_user(1, "[1,2]")
+            .unwrap_err()
+            .to_string()
+            .contains("not a JSON object")
+    );
+    // Stricter than apache-avro 0.20, whose resolution wraps an out-of-range int to 0.
+    let huge = RECORD.replace(r#""age":30"#, r#""age":4294967296"#);
+    let wrapped = encode_with_apache_avro(&huge).unwrap();
+    assert!(
+        decode_user(1, user_schema(), &wrapped[5..])
+            .unwrap()
+            .contains(r#""age":0"#)
+    );
+    let err = encode_user(1, &huge).unwrap_err().to_string();
+    assert!(
+        err.contains("age: expected an int, found 4294967296"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_and_corrupt_datums_are_errors_not_panics() {
+    let framed = encode_user(1, RECORD).unwrap();
+    let datum = &framed[5..];
+    for cut in 0..datum.len() {
+        assert!(
+            decode_user(1, user_schema(), &datum[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let mut longer = datum.to_vec();
+    longer.push(0);
+    assert!(
+        decode_user(1, user_schema(), &longer)
+            .unwrap_err()
+            .to_string()
+            .contains("1 bytes left over")
+    );
+    assert!(decode_user(1, user_schema(), &[0xff; 11]).is_err());
+}

@@ -1,7 +1,7 @@
 //! The outbox relay: raw log -> Kafka, checkpoint moved only after acknowledgement.
 
 use super::{KafkaOptions, KafkaPathError};
-use crate::avro::encode_user;
+use crate::avro::encode_user_keyed;
 use crate::log::RawLog;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -30,19 +30,6 @@ pub struct Relay<L> {
     checkpoint: String,
     /// The log position acknowledged last, for waiting on appends past it.
     position: u64,
-}
-
-/// The record's `login.uuid`, the message key, so one user always lands on one partition.
-fn user_key(record: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Login {
-        uuid: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Keyed {
-        login: Option<Login>,
-    }
-    serde_json::from_str::<Keyed>(record).ok()?.login?.uuid
 }
 
 impl<L: RawLog> Relay<L> {
@@ -76,32 +63,35 @@ impl<L: RawLog> Relay<L> {
         };
         let mut pending = Vec::with_capacity(batch.len());
         for record in &batch {
-            let key = user_key(&record.record).unwrap_or_else(|| record.seq.to_string());
-            let (topic, payload, headers) = match encode_user(self.schema_id, &record.record) {
-                // When the record was fetched, so consumers can measure end-to-end latency.
-                Ok(payload) => (
-                    &self.options.topic,
-                    payload,
-                    OwnedHeaders::new().insert(Header {
-                        key: FETCHED_AT_HEADER,
-                        value: Some(record.fetched_at_micros.to_string().as_str()),
-                    }),
-                ),
-                // Not even encodable as a user: straight to the dead-letter topic, with why.
-                Err(err) => (
-                    &self.options.dlq_topic,
-                    record.record.clone().into_bytes(),
-                    OwnedHeaders::new()
-                        .insert(Header {
-                            key: "error",
-                            value: Some(err.to_string().as_str()),
-                        })
-                        .insert(Header {
-                            key: "source.log_seq",
-                            value: Some(record.seq.to_string().as_str()),
+            // Keyed by `login.uuid`, so one user always lands on one partition.
+            let (topic, key, payload, headers) =
+                match encode_user_keyed(self.schema_id, &record.record) {
+                    // When the record was fetched, so consumers can measure end-to-end latency.
+                    Ok((payload, key)) => (
+                        &self.options.topic,
+                        key.unwrap_or_else(|| record.seq.to_string()),
+                        payload,
+                        OwnedHeaders::new().insert(Header {
+                            key: FETCHED_AT_HEADER,
+                            value: Some(record.fetched_at_micros.to_string().as_str()),
                         }),
-                ),
-            };
+                    ),
+                    // Not even encodable as a user: straight to the dead-letter topic, with why.
+                    Err(err) => (
+                        &self.options.dlq_topic,
+                        record.seq.to_string(),
+                        record.record.clone().into_bytes(),
+                        OwnedHeaders::new()
+                            .insert(Header {
+                                key: "error",
+                                value: Some(err.to_string().as_str()),
+                            })
+                            .insert(Header {
+                                key: "source.log_seq",
+                                value: Some(record.seq.to_string().as_str()),
+                            }),
+                    ),
+                };
             let mut message = FutureRecord::to(topic)
                 .key(&key)
                 .payload(&payload)
