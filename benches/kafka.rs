@@ -30,8 +30,8 @@ fn main() {
             cluster.create_topic(&format!("{topic}.dlq"), 1, 3).unwrap();
             let mut config = Config::default();
             config.kafka.brokers = Some(cluster.bootstrap_servers());
-            config.kafka.registry_url = registry_url.clone();
-            config.kafka.serve_registry = false;
+            config.registry.url = Some(registry_url.clone());
+            config.apply_registry();
             config.kafka.topic = topic.clone();
             config.kafka.dlq_topic = format!("{topic}.dlq");
             config.kafka.group_id = format!("{topic}-group");

@@ -208,7 +208,7 @@ pub struct BenchArgs {
     /// Measure the Kafka path against these brokers (sets `kafka.brokers`)
     #[arg(long, value_name = "BROKERS")]
     pub kafka: Option<String>,
-    /// Schema Registry for the Kafka path (sets `kafka.registry_url`)
+    /// An external Schema Registry for the Kafka path (sets `registry.url`)
     #[arg(long, value_name = "URL")]
     pub registry: Option<String>,
     /// Consumer-group members to run in the bench process (Kafka path)

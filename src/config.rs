@@ -6,6 +6,7 @@
 
 use crate::bus::kafka::KafkaOptions;
 use crate::postgres::PostgresOptions;
+use crate::registry::RegistryConfig;
 use crate::sink::cassandra::CassandraOptions;
 use crate::source::generator::validate_nationalities;
 use crate::source::randomuser::ClientConfig;
@@ -39,6 +40,8 @@ pub struct Config {
     pub cassandra: CassandraOptions,
     /// When `brokers` is set, records travel log -> Kafka -> processor (see `bus::kafka`).
     pub kafka: KafkaOptions,
+    /// The Schema Registry of the Kafka path: our embedded one, or `url`.
+    pub registry: RegistryConfig,
 }
 
 /// Where rows go; the embedded SQLite store under `data_dir` unless a server is named.
@@ -113,6 +116,7 @@ impl Default for Config {
             postgres: PostgresOptions::default(),
             cassandra: CassandraOptions::default(),
             kafka: KafkaOptions::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -168,7 +172,15 @@ impl Config {
             .merge(env)
             .extract()
             .map_err(|err| anyhow::anyhow!("invalid configuration: {}", describe(err)))?;
+        let mut config = config;
+        config.apply_registry();
         Ok(config)
+    }
+
+    /// Points the Kafka path at `[registry]`; run again after changing `registry`.
+    pub fn apply_registry(&mut self) {
+        self.kafka.registry_url = self.registry.client_url();
+        self.kafka.serve_registry = self.registry.serves();
     }
 
     /// Checks values that are well-typed but wrong; run after command-line overrides.
@@ -215,12 +227,23 @@ impl Config {
             self.cassandra.validate().map_err(anyhow::Error::msg)?;
         }
         if self.kafka.brokers.is_some() {
-            reqwest::Url::parse(&self.kafka.registry_url).with_context(|| {
-                format!(
-                    "kafka.registry_url = {:?} is not a URL",
-                    self.kafka.registry_url
-                )
-            })?;
+            match &self.registry.url {
+                Some(url) => {
+                    reqwest::Url::parse(url)
+                        .with_context(|| format!("registry.url = {url:?} is not a URL"))?;
+                }
+                None => {
+                    self.registry
+                        .listen
+                        .parse::<std::net::SocketAddr>()
+                        .with_context(|| {
+                            format!(
+                                "registry.listen = {:?} is not an address like 127.0.0.1:8081",
+                                self.registry.listen
+                            )
+                        })?;
+                }
+            }
             if self.kafka.batch_size == 0 {
                 bail!("kafka.batch_size must be at least 1");
             }

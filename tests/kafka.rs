@@ -55,10 +55,7 @@ async fn run_uses_kafka_and_its_embedded_registry() {
                     "3000",
                 ])
                 .env("USERSTREAM_KAFKA__BROKERS", brokers)
-                .env(
-                    "USERSTREAM_KAFKA__REGISTRY_URL",
-                    format!("http://127.0.0.1:{port}"),
-                )
+                .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
                 .status()
                 .unwrap()
         }

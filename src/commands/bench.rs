@@ -15,7 +15,8 @@ pub fn execute(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         config.kafka.group_id = format!("{}-group", config.kafka.topic);
     }
     if let Some(url) = &args.registry {
-        config.kafka.registry_url = url.clone();
+        config.registry.url = Some(url.clone());
+        config.apply_registry();
     }
     config.kafka.processors = args.processors;
     // A fresh directory per run: a bench must not mix its users into a real store, nor measure

@@ -105,3 +105,20 @@ fn kafka_properties_reach_only_the_clients_they_are_for() {
     );
     assert_eq!(consumer.get("linger.ms"), None);
 }
+
+#[test]
+fn the_registry_is_embedded_unless_a_url_is_given() {
+    let embedded = load_toml("[registry]\nlisten = \"127.0.0.1:18081\"\n").unwrap();
+    assert_eq!(embedded.kafka.registry_url, "http://127.0.0.1:18081");
+    assert!(embedded.kafka.serve_registry);
+    let external = load_toml("[registry]\nurl = \"http://karapace:8081\"\n").unwrap();
+    assert_eq!(external.kafka.registry_url, "http://karapace:8081");
+    assert!(!external.kafka.serve_registry);
+    let err = load_toml("[kafka]\nregistry_url = \"http://x\"\n").unwrap_err();
+    assert!(format!("{err:#}").contains("registry_url"), "{err:#}");
+    let mut bad =
+        load_toml("[kafka]\nbrokers = \"k:9092\"\n[registry]\nlisten = \"nowhere\"\n").unwrap();
+    assert!(format!("{:#}", bad.validate().unwrap_err()).contains("registry.listen"));
+    bad.registry.url = Some("not a url".into());
+    assert!(format!("{:#}", bad.validate().unwrap_err()).contains("registry.url"));
+}

@@ -9,10 +9,12 @@
 
 pub mod client;
 pub mod compat;
+pub mod config;
 pub mod error;
 pub mod server;
 pub mod store;
 
 pub use client::RegistryClient;
+pub use config::RegistryConfig;
 pub use error::RegistryError;
 pub use store::RegistryStore;

@@ -319,11 +319,11 @@ pub async fn three_processors_one_killed(cluster: &impl TestCluster) {
     std::fs::write(
         &config_file,
         format!(
-            "data_dir = {:?}\n[kafka]\nbrokers = {:?}\nregistry_url = {:?}\nbatch_size = 500\n\
+            "data_dir = {:?}\n[registry]\nurl = {:?}\n[kafka]\nbrokers = {:?}\nbatch_size = 500\n\
              [kafka.consumer_properties]\n{properties}",
             dir.path().display().to_string(),
-            cluster.bootstrap_servers(),
             options.registry_url,
+            cluster.bootstrap_servers(),
         ),
     )
     .unwrap();

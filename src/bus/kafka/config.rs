@@ -16,11 +16,12 @@ pub struct KafkaOptions {
     /// For creating `topic` if it is missing (the dead-letter topic gets one partition).
     pub partitions: i32,
     pub replication: i32,
-    /// Schema Registry the Avro schema is registered in (Confluent, Karapace, or
-    /// `userstream serve-registry`).
+    /// Schema Registry the Avro schema is registered in. Not a `[kafka]` key: derived from
+    /// `[registry]` by `Config::load` (and set directly by code that builds options itself).
+    #[serde(skip)]
     pub registry_url: String,
-    /// Serve our own registry at `registry_url`'s address from `run` (the embedded default);
-    /// set `false` when `registry_url` points at an external one.
+    /// Whether `run` serves our own registry; derived from `[registry]` like `registry_url`.
+    #[serde(skip)]
     pub serve_registry: bool,
     /// Consumer-group members `run` starts in its own process (more can join from others).
     pub processors: usize,

@@ -125,19 +125,18 @@ fn merged_latency(
     all
 }
 
-/// Starts the embedded Schema Registry on `registry_url`'s address, for the life of the process.
+/// Starts the embedded Schema Registry on `registry.listen`, for the life of the process.
 async fn serve_embedded_registry(config: &Config) -> anyhow::Result<()> {
-    let url = reqwest::Url::parse(&config.kafka.registry_url)?;
-    let addr = url
-        .socket_addrs(|| Some(8081))?
-        .into_iter()
-        .next()
-        .context("kafka.registry_url has no address to serve on")?;
+    let addr: std::net::SocketAddr = config
+        .registry
+        .listen
+        .parse()
+        .with_context(|| format!("registry.listen = {:?}", config.registry.listen))?;
     config.ensure_data_dir()?;
     let store = crate::registry::RegistryStore::open(&config.data_dir.join("registry.db"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("serving the embedded schema registry on {addr} (set kafka.serve_registry = false to use an external one)"))?;
+        .with_context(|| format!("serving the embedded schema registry on {addr} (or set registry.url to use an external one)"))?;
     tracing::info!(%addr, "embedded schema registry serving");
     let router = crate::registry::server::router(std::sync::Arc::new(store));
     tokio::spawn(async move { axum::serve(listener, router).await });
