@@ -4,11 +4,15 @@
 
 mod support;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use std::time::Duration;
 use support::kafka::{
-    mock_cluster, outage_poison_and_exact_counts, python_client_reads_and_writes_our_topic,
-    three_processors_one_killed,
+    config_file, mock_cluster, outage_poison_and_exact_counts,
+    python_client_reads_and_writes_our_topic, three_processors_one_killed, wait_until,
 };
+use userstream::log::{RawLog, SqliteLog};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_outage_poison_and_exact_counts() {
@@ -25,19 +29,25 @@ async fn the_python_confluent_client_reads_and_writes_our_topic() {
     python_client_reads_and_writes_our_topic(&mock_cluster()).await;
 }
 
-/// `userstream run` with only brokers configured: it serves its own registry, relays through
-/// Kafka and stores every user, then exits at `--max-users`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_uses_kafka_and_its_embedded_registry() {
+/// A one-broker mock cluster with our topics, and a free port for the embedded registry.
+fn one_broker_and_a_registry_port() -> (MockCluster<'static, DefaultProducerContext>, u16) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("users_created", 6, 1).unwrap();
     cluster.create_topic("users_created.dlq", 1, 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    (cluster, port)
+}
+
+/// `userstream run` with only brokers configured: it serves its own registry, relays through
+/// Kafka and stores every user, then exits at `--max-users`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_uses_kafka_and_its_embedded_registry() {
+    let (cluster, port) = one_broker_and_a_registry_port();
+    let dir = tempfile::tempdir().unwrap();
     let brokers = cluster.bootstrap_servers();
     let status = tokio::task::spawn_blocking({
         let data = dir.path().to_path_buf();
@@ -70,5 +80,89 @@ async fn run_uses_kafka_and_its_embedded_registry() {
     assert!(
         dir.path().join("registry.db").exists(),
         "schemas kept durably by the embedded registry"
+    );
+}
+
+/// `userstream run` SIGKILLed while it ingests and relays, then started again on the same data
+/// directory: ingest finishes where it stopped, the relay republishes at most its unacknowledged
+/// batch, and every user is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_killed_mid_relay_republishes_at_most_one_batch() {
+    const RELAY_BATCH: usize = 500;
+    let (cluster, port) = one_broker_and_a_registry_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = config_file(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &cluster.bootstrap_servers(),
+        RELAY_BATCH,
+    );
+    let run = move |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"));
+        command
+            .arg("-q")
+            .arg("--config")
+            .arg(&config_file)
+            .args(["run", "--batch-size", "500"])
+            .args(args);
+        command
+    };
+
+    // 20,000 users at 2,000/s, acknowledged only after a 300 ms round trip: the kill lands while
+    // ingest is under way and a relay batch is waiting for its acknowledgements.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(300))
+        .unwrap();
+    let mut first = run(&["--rate", "2000", "--max-users", "20000"])
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("log.db");
+    wait_until("2,000 users relayed", || {
+        SqliteLog::open(&log)
+            .and_then(|mut log| log.checkpoint("kafka-relay:users_created"))
+            .is_ok_and(|relayed| relayed >= 2000)
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let (logged_at_kill, _) = support::log_uuids(dir.path());
+    assert!(logged_at_kill < 20_000, "killed before ingest finished");
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+
+    let status = tokio::task::spawn_blocking(move || {
+        // max_users counts on the log's stored cursor: the restart ingests only what is left.
+        run(&["--interval", "0s", "--max-users", "20000"])
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+
+    let (records, logged) = support::log_uuids(dir.path());
+    assert_eq!(records, 20_000);
+    assert_eq!(
+        logged.len(),
+        records,
+        "every logged record is a distinct user"
+    );
+    assert_eq!(support::store_ids(dir.path()), logged);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    let published: i64 = (0..6)
+        .map(|partition| {
+            let (low, high) = consumer
+                .fetch_watermarks("users_created", partition, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum();
+    let published = published as usize;
+    assert!(
+        published >= records && published - records <= RELAY_BATCH,
+        "{published} messages for {records} logged users: a record went missing, or more than \
+         the one unacknowledged batch was republished"
     );
 }

@@ -10,7 +10,7 @@ use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -105,6 +105,26 @@ pub const GROUP_TIMEOUTS: [(&str, &str); 2] = [
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "500"),
 ];
+
+/// Writes `userstream.toml` for `userstream` processes on `brokers`: data in `dir`, the given
+/// `[registry]` line, the relay/consumer batch size and [`GROUP_TIMEOUTS`].
+pub fn config_file(dir: &Path, registry: &str, brokers: &str, batch_size: usize) -> PathBuf {
+    let timeouts: String = GROUP_TIMEOUTS
+        .iter()
+        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+        .collect();
+    let path = dir.join("userstream.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\n[registry]\n{registry}\n[kafka]\nbrokers = {brokers:?}\n\
+             batch_size = {batch_size}\n[kafka.consumer_properties]\n{timeouts}",
+            dir.display().to_string(),
+        ),
+    )
+    .unwrap();
+    path
+}
 
 /// Options for `cluster` with a fresh registry, and the topics made to exist through
 /// `ensure_topics` (for real on a broker with CreateTopics): six partitions, as asserted.
@@ -311,22 +331,12 @@ pub async fn three_processors_one_killed(cluster: &impl TestCluster) {
     let dir = tempfile::tempdir().unwrap();
     let mut options = options_with_topics(cluster, dir.path()).await;
     options.batch_size = 500;
-    let config_file = dir.path().join("userstream.toml");
-    let properties: String = GROUP_TIMEOUTS
-        .iter()
-        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
-        .collect();
-    std::fs::write(
-        &config_file,
-        format!(
-            "data_dir = {:?}\n[registry]\nurl = {:?}\n[kafka]\nbrokers = {:?}\nbatch_size = 500\n\
-             [kafka.consumer_properties]\n{properties}",
-            dir.path().display().to_string(),
-            options.registry_url,
-            cluster.bootstrap_servers(),
-        ),
-    )
-    .unwrap();
+    let config_file = config_file(
+        dir.path(),
+        &format!("url = {:?}", options.registry_url),
+        &cluster.bootstrap_servers(),
+        500,
+    );
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
             .arg("-q")
