@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -37,6 +37,42 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// librdkafka's queue all at once, so a short window still takes whole fetches at full speed, and
 /// at a low rate it adds little to each record's latency.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
+
+/// How often an unfinished drain says what it is waiting for.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// Makes a drain that does not finish visible: every [`DRAIN_REPORT_EVERY`] it logs the lagging
+/// partitions, as a warning when nothing moved since the last report. A drain waits on the whole
+/// group, so a member that stopped consuming without giving its partitions up (a broker that
+/// never rebalances, a hung process) would otherwise stall it in silence.
+#[derive(Default)]
+struct DrainReport {
+    next: Option<Instant>,
+    last: Vec<(i32, Option<i64>, i64)>,
+}
+
+impl DrainReport {
+    fn observe(&mut self, lagging: Vec<(i32, Option<i64>, i64)>) {
+        let now = Instant::now();
+        if now < *self.next.get_or_insert(now + DRAIN_REPORT_EVERY) {
+            return;
+        }
+        self.next = Some(now + DRAIN_REPORT_EVERY);
+        if lagging == self.last {
+            tracing::warn!(
+                ?lagging,
+                "draining: no commits for {DRAIN_REPORT_EVERY:?} on these (partition, committed, end); \
+                 is a group member holding them without consuming?"
+            );
+        } else {
+            tracing::info!(
+                ?lagging,
+                "draining: waiting for the group to commit (partition, committed, end)"
+            );
+        }
+        self.last = lagging;
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct KafkaProcessorStats {
@@ -99,14 +135,17 @@ impl<S: Sink> KafkaProcessor<S> {
         cancel: &CancellationToken,
         drain: &CancellationToken,
     ) -> Result<(), KafkaPathError> {
+        let mut drain_report = DrainReport::default();
         loop {
             let first = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 message = self.consumer.recv() => message?.detach(),
                 () = tokio::time::sleep(Duration::from_millis(200)), if drain.is_cancelled() => {
-                    if self.caught_up()? {
+                    let lagging = self.lagging()?;
+                    if lagging.is_empty() {
                         return Ok(());
                     }
+                    drain_report.observe(lagging);
                     continue;
                 }
             };
@@ -123,8 +162,9 @@ impl<S: Sink> KafkaProcessor<S> {
         }
     }
 
-    /// Whether the group's committed offset has reached the end of every partition.
-    fn caught_up(&self) -> Result<bool, KafkaPathError> {
+    /// The partitions whose committed group offset has not reached their end, as
+    /// (partition, committed, end); empty once the group has committed everything.
+    fn lagging(&self) -> Result<Vec<(i32, Option<i64>, i64)>, KafkaPathError> {
         let timeout = Duration::from_secs(10);
         let metadata = self
             .consumer
@@ -136,19 +176,20 @@ impl<S: Sink> KafkaProcessor<S> {
             }
         }
         let committed = self.consumer.committed_offsets(wanted, timeout)?;
+        let mut lagging = Vec::new();
         for element in committed.elements() {
-            let (_, high) =
+            let (_, end) =
                 self.consumer
                     .fetch_watermarks(element.topic(), element.partition(), timeout)?;
-            let done = match element.offset() {
-                Offset::Offset(at) => at >= high,
-                _ => high == 0,
+            let at = match element.offset() {
+                Offset::Offset(at) => Some(at),
+                _ => None,
             };
-            if !done {
-                return Ok(false);
+            if at.unwrap_or(0) < end {
+                lagging.push((element.partition(), at, end));
             }
         }
-        Ok(true)
+        Ok(lagging)
     }
 
     async fn process(
