@@ -12,6 +12,7 @@ use support::kafka::{
     config_file, mock_cluster, outage_poison_and_exact_counts,
     python_client_reads_and_writes_our_topic, three_processors_one_killed, wait_until,
 };
+use userstream::bus::kafka::Relay;
 use userstream::log::{RawLog, SqliteLog};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,11 +35,7 @@ fn one_broker_and_a_registry_port() -> (MockCluster<'static, DefaultProducerCont
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("users_created", 6, 1).unwrap();
     cluster.create_topic("users_created.dlq", 1, 1).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     (cluster, port)
 }
 
@@ -119,7 +116,9 @@ async fn run_killed_mid_relay_republishes_at_most_one_batch() {
     let log = dir.path().join("log.db");
     wait_until("2,000 users relayed", || {
         SqliteLog::open(&log)
-            .and_then(|mut log| log.checkpoint("kafka-relay:users_created"))
+            .and_then(|mut log| {
+                log.checkpoint(&Relay::<SqliteLog>::checkpoint_name("users_created"))
+            })
             .is_ok_and(|relayed| relayed >= 2000)
     })
     .await;

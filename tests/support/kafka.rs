@@ -239,7 +239,7 @@ pub async fn outage_poison_and_exact_counts(cluster: &impl TestCluster) {
     let checkpoint = || {
         SqliteLog::open(&dir.path().join("log.db"))
             .unwrap()
-            .checkpoint(&format!("kafka-relay:{}", options.topic))
+            .checkpoint(&Relay::<SqliteLog>::checkpoint_name(&options.topic))
             .unwrap()
     };
     let before = checkpoint();

@@ -80,6 +80,16 @@ pub fn redacted_users(seed: &str, n: u32) -> Vec<String> {
         .collect()
 }
 
+/// A TCP port that was free a moment ago, for a server that must be given its port up front
+/// (a child process, a config file) rather than bind port 0 itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn count(db: &Path, table: &str) -> u64 {
     let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {

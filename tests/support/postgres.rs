@@ -54,11 +54,7 @@ impl TestPostgres {
                     .success()
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let pg = Self {
             dir,
             bin: bin_dir(),

@@ -34,11 +34,7 @@ fn binary() -> PathBuf {
 
 impl Tansu {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let broker: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let proxy = TcpProxy::start(broker).await;
         let child = Command::new(binary())

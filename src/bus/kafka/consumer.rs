@@ -48,11 +48,20 @@ const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(30);
 #[derive(Default)]
 struct DrainReport {
     next: Option<Instant>,
-    last: Vec<(i32, Option<i64>, i64)>,
+    last: Vec<PartitionLag>,
+}
+
+/// A partition the group has not committed to its end yet.
+#[derive(Debug, PartialEq)]
+struct PartitionLag {
+    partition: i32,
+    /// `None` before the group's first commit on the partition.
+    committed: Option<i64>,
+    end: i64,
 }
 
 impl DrainReport {
-    fn observe(&mut self, lagging: Vec<(i32, Option<i64>, i64)>) {
+    fn observe(&mut self, lagging: Vec<PartitionLag>) {
         let now = Instant::now();
         if now < *self.next.get_or_insert(now + DRAIN_REPORT_EVERY) {
             return;
@@ -61,13 +70,13 @@ impl DrainReport {
         if lagging == self.last {
             tracing::warn!(
                 ?lagging,
-                "draining: no commits for {DRAIN_REPORT_EVERY:?} on these (partition, committed, end); \
+                "draining: no commits for {DRAIN_REPORT_EVERY:?} on these partitions; \
                  is a group member holding them without consuming?"
             );
         } else {
             tracing::info!(
                 ?lagging,
-                "draining: waiting for the group to commit (partition, committed, end)"
+                "draining: waiting for the group to commit these partitions"
             );
         }
         self.last = lagging;
@@ -162,9 +171,9 @@ impl<S: Sink> KafkaProcessor<S> {
         }
     }
 
-    /// The partitions whose committed group offset has not reached their end, as
-    /// (partition, committed, end); empty once the group has committed everything.
-    fn lagging(&self) -> Result<Vec<(i32, Option<i64>, i64)>, KafkaPathError> {
+    /// The partitions whose committed group offset has not reached their end; empty once the
+    /// group has committed everything.
+    fn lagging(&self) -> Result<Vec<PartitionLag>, KafkaPathError> {
         let timeout = Duration::from_secs(10);
         let metadata = self
             .consumer
@@ -175,18 +184,22 @@ impl<S: Sink> KafkaProcessor<S> {
                 wanted.add_partition(topic.name(), partition.id());
             }
         }
-        let committed = self.consumer.committed_offsets(wanted, timeout)?;
+        let offsets = self.consumer.committed_offsets(wanted, timeout)?;
         let mut lagging = Vec::new();
-        for element in committed.elements() {
+        for element in offsets.elements() {
             let (_, end) =
                 self.consumer
                     .fetch_watermarks(element.topic(), element.partition(), timeout)?;
-            let at = match element.offset() {
+            let committed = match element.offset() {
                 Offset::Offset(at) => Some(at),
                 _ => None,
             };
-            if at.unwrap_or(0) < end {
-                lagging.push((element.partition(), at, end));
+            if committed.unwrap_or(0) < end {
+                lagging.push(PartitionLag {
+                    partition: element.partition(),
+                    committed,
+                    end,
+                });
             }
         }
         Ok(lagging)

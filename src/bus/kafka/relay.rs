@@ -38,11 +38,16 @@ impl<L: RawLog> Relay<L> {
         Ok(Self {
             log,
             producer,
-            checkpoint: format!("kafka-relay:{}", options.topic),
+            checkpoint: Self::checkpoint_name(&options.topic),
             options: options.clone(),
             schema_id,
             position: 0,
         })
+    }
+
+    /// The raw log checkpoint that marks how far `topic` has been acknowledged by the broker.
+    pub fn checkpoint_name(topic: &str) -> String {
+        format!("kafka-relay:{topic}")
     }
 
     /// The last log sequence number the broker acknowledged (as of the last batch).
