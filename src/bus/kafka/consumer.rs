@@ -6,7 +6,7 @@
 //! never given up with work in flight. Rows are upserts by id, so whatever a crash makes another
 //! member redo changes nothing.
 
-use super::rebalance::RebalanceLog;
+use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
 use crate::process::transform;
@@ -93,7 +93,7 @@ pub struct KafkaProcessorStats {
 }
 
 pub struct KafkaProcessor<S> {
-    consumer: StreamConsumer<RebalanceLog>,
+    consumer: StreamConsumer<RebalanceWatch>,
     dlq: FutureProducer,
     registry: RegistryClient,
     sink: S,
@@ -113,7 +113,8 @@ impl<S: Sink> KafkaProcessor<S> {
     pub fn new(sink: S, options: &KafkaOptions) -> Result<Self, KafkaPathError> {
         let mut config = options.consumer_config(CONSUMER_DEFAULTS);
         config.set("group.id", &options.group_id);
-        let consumer: StreamConsumer<RebalanceLog> = config.create_with_context(RebalanceLog)?;
+        let consumer: StreamConsumer<RebalanceWatch> =
+            config.create_with_context(RebalanceWatch::default())?;
         consumer.subscribe(&[&options.topic])?;
         let dlq = options
             .producer_config(&[("enable.idempotence", "true"), ("acks", "all")])
@@ -158,13 +159,26 @@ impl<S: Sink> KafkaProcessor<S> {
                     continue;
                 }
             };
+            // A revoke during that `recv` interrupted nothing: the last batch was already written.
+            self.consumer.context().take_revoked();
             let mut batch = vec![first];
             let window = tokio::time::sleep(BATCH_WINDOW);
             tokio::pin!(window);
             while batch.len() < self.options.batch_size {
                 tokio::select! {
                     () = &mut window => break,
-                    message = self.consumer.recv() => batch.push(message?.detach()),
+                    message = self.consumer.recv() => {
+                        let message = message?.detach();
+                        if self.consumer.context().take_revoked() {
+                            // Partitions were handed over while these waited unwritten. Their
+                            // next owner (maybe this member again) reads them from the last
+                            // commit, so writing them now would only race it, and committing
+                            // them could move its offsets back.
+                            tracing::debug!(dropped = batch.len(), "batch in hand left to the partitions' next owner");
+                            batch.clear();
+                        }
+                        batch.push(message);
+                    }
                 }
             }
             self.process(batch).await?;
