@@ -62,7 +62,7 @@ pub async fn run_bench(base: &Config, options: &BenchOptions) -> anyhow::Result<
     let latency = &summary.process.latency_micros;
     let ms = |micros: u64| micros as f64 / 1000.0;
     let seconds = summary.elapsed.as_secs_f64();
-    Ok(BenchReport {
+    let report = BenchReport {
         users: summary.process.records,
         rows: summary.process.rows,
         dead_letters: summary.process.dead_letters,
@@ -86,7 +86,18 @@ pub async fn run_bench(base: &Config, options: &BenchOptions) -> anyhow::Result<
         latency_p99_ms: ms(latency.value_at_quantile(0.99)),
         latency_max_ms: ms(latency.max()),
         peak_rss_mb: crate::telemetry::peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
-    })
+    };
+    // A figure for a run that lost records is no figure: say so rather than print it as one.
+    // (More than ingested is fine: a rebalance redelivers, and the upserts absorb it.)
+    let ingested = summary.ingest.users;
+    anyhow::ensure!(
+        report.users >= ingested,
+        "{report}
+{} of the {ingested} ingested users never reached a processor, though the \
+         pipeline drained: the broker skipped them",
+        ingested - report.users
+    );
+    Ok(report)
 }
 
 impl std::fmt::Display for BenchReport {
