@@ -1,12 +1,15 @@
 //! `cargo bench --bench kafka`: the whole Kafka path (ingest -> log -> relay -> Avro on Kafka ->
-//! consumer group -> store) against librdkafka's in-process mock cluster, with 1 and with 3
-//! consumer-group members. The mock brokers share the process and its cores, so the figures
-//! measure our path's overhead, not a real cluster.
+//! consumer group -> store) against a real Apache Kafka 4.3 broker (KRaft, one node, started from
+//! its Maven Central jars as the tests do, with the JVM's full JIT), with 1 and with 3
+//! consumer-group members in this process. Broker and pipeline share the machine's cores.
 //!
 //! `USERSTREAM_BENCH_USERS` sets the size (default 100000).
 
-use rdkafka::mocking::MockCluster;
+#[path = "../tests/support/servers.rs"]
+mod support;
+
 use std::sync::Arc;
+use support::kafka_cluster::KafkaCluster;
 use userstream::bench::{BenchOptions, run_bench};
 use userstream::config::Config;
 use userstream::registry::{RegistryStore, server};
@@ -16,6 +19,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let cluster = KafkaCluster::start_for_bench(1);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -23,11 +27,8 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let registry_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, server::router(store)).await });
-        let cluster = MockCluster::new(3).unwrap();
         for processors in [1, 3] {
             let topic = format!("users_created.bench{processors}");
-            cluster.create_topic(&topic, 6, 3).unwrap();
-            cluster.create_topic(&format!("{topic}.dlq"), 1, 3).unwrap();
             let mut config = Config::default();
             config.kafka.brokers = Some(cluster.bootstrap_servers());
             config.registry.url = Some(registry_url.clone());
@@ -43,7 +44,7 @@ fn main() {
                 data_dir: data.path().to_path_buf(),
             };
             let report = run_bench(&config, &options).await.unwrap();
-            println!("{report}\n");
+            println!("real Kafka, {processors} processor(s):\n{report}\n");
         }
     });
 }

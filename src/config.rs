@@ -100,7 +100,8 @@ pub struct ProcessConfig {
     /// How often a processor with no in-process ingest looks for new records.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// Attempts at committing one batch before the processor stops with an error.
+    /// Attempts at committing one batch before the processor stops with an error. The default,
+    /// 12, waits about 75 s in all: long enough for a database node to restart.
     pub commit_attempts: u32,
 }
 
@@ -142,7 +143,7 @@ impl Default for ProcessConfig {
             // 20000 ran the 1M-user bench 30% faster than 5000. Small loads make small batches.
             batch_size: 20_000,
             poll_interval: Duration::from_millis(200),
-            commit_attempts: 8,
+            commit_attempts: 12,
         }
     }
 }

@@ -1,24 +1,30 @@
-//! Cassandra as the store, against an in-process CQL server (kassandra) speaking the native
-//! protocol to the real `scylla` driver.
-//!
-//! kassandra answers a full-table scan with at most 4999 rows and no paging, so every test keeps
-//! below that to count exactly (a real cluster pages through any size).
+//! Cassandra as the store, against real Apache Cassandra 5.0 nodes (`support/cassandra.rs`): one
+//! shared node for most tests (each in its own keyspace), and nodes of their own for the test that
+//! kills its node and for password authentication with TLS.
 
 mod support;
 
-use kassandra_tester::KassandraTester;
-use kassandra_tester::kassandra::KassandraSession;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::cassandra::{Cassandra, SUPERUSER, session};
 use support::tcp_proxy::TcpProxy;
 use tokio_util::sync::CancellationToken;
 use userstream::config::Config;
 use userstream::pipeline::{open_store, run_pipeline};
-use userstream::sink::UserQuery;
+use userstream::sink::{UserFilter, UserQuery};
 
-fn config(data_dir: &Path, nodes: Option<SocketAddr>, users: u64) -> Config {
+/// The shared node, started off the test's runtime (start-up blocks for seconds).
+async fn shared() -> &'static Cassandra {
+    tokio::task::spawn_blocking(Cassandra::shared)
+        .await
+        .unwrap()
+}
+
+/// A run of `users` generated users (seed "cql") on the embedded log, stored in `keyspace` on
+/// `node` at `address` (the node's own, or a proxy's), or in the embedded store if `node` is None.
+fn config(data_dir: &Path, node: Option<(&Cassandra, &str)>, keyspace: &str, users: u64) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
         ..Config::default()
@@ -27,169 +33,332 @@ fn config(data_dir: &Path, nodes: Option<SocketAddr>, users: u64) -> Config {
     config.ingest.interval = Duration::ZERO;
     config.ingest.seed = Some("cql".into());
     config.ingest.max_users = Some(users);
-    config.store.cassandra = nodes.map(|a| a.to_string());
-    // kassandra has no system.peers schema versions to agree on.
-    config.cassandra.await_schema_agreement = false;
+    if let Some((node, address)) = node {
+        config.store.cassandra = Some(address.to_owned());
+        config.cassandra = node.options(keyspace);
+    }
     config
 }
 
-/// Runs `test` (given the server's address) while the in-process CQL server serves, on a task
-/// of its own so the test's blocking calls never stall the server.
-async fn with_cassandra<F, Fut>(test: F)
-where
-    F: FnOnce(SocketAddr) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut test = Some(test);
-    KassandraTester::new(KassandraSession::new())
-        .in_scope(|addr| {
-            let test = test.take().expect("one scope");
-            async move {
-                tokio::spawn(test(addr)).await.expect("test panicked");
-                Ok::<(), ()>(())
-            }
-        })
-        .await
-        .unwrap();
-}
-
-fn assert_same_rows(want: &Config, got: &Config, users: u64) {
-    let (want, got) = (open_store(want).unwrap(), open_store(got).unwrap());
-    assert_eq!(got.count().unwrap(), users);
-    for row in want.latest(users as usize).unwrap() {
-        assert_eq!(
-            got.get(row.id).unwrap().as_ref(),
-            Some(&row),
-            "field by field"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_in_cassandra_match_the_embedded_store_field_by_field() {
-    with_cassandra(|addr| async move {
-        let users = 4_500;
-        let reference = tempfile::tempdir().unwrap();
-        let want = config(reference.path(), None, users);
-        run_pipeline(&want, CancellationToken::new(), false)
-            .await
-            .unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let got = config(dir.path(), Some(addr), users);
-        got.validate().unwrap();
-        let summary = run_pipeline(&got, CancellationToken::new(), false)
-            .await
-            .unwrap();
-        assert_eq!(
-            (summary.process.rows, summary.process.dead_letters),
-            (users, 0)
-        );
-        assert_same_rows(&want, &got, users);
-        assert_eq!(open_store(&got).unwrap().latest(10).unwrap().len(), 10);
-
-        // Running again over the same log writes nothing new: the position is in Cassandra.
-        let again = run_pipeline(&got, CancellationToken::new(), false)
-            .await
-            .unwrap();
-        assert_eq!(again.process.records, 0);
-        assert_eq!(open_store(&got).unwrap().count().unwrap(), users);
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cassandra_outage_makes_the_pipeline_wait_and_lose_nothing() {
-    with_cassandra(|addr| async move {
-        let proxy = TcpProxy::start(addr).await;
-        let users = 4_500;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config(dir.path(), Some(proxy.addr), users);
-        cfg.ingest.rate = Some(2_000.0);
-        cfg.cassandra.write_attempts = 2;
-        let run = tokio::spawn({
-            let cfg = cfg.clone();
-            async move { run_pipeline(&cfg, CancellationToken::new(), false).await }
-        });
-        let log = dir.path().join("log.db");
-        let logged = || support::count(&log, "raw_records");
-        wait_until("the first pages", || logged() >= 1_000).await;
-        proxy.set_down(true);
-        let at_outage = logged();
-        wait_until("ingest to go on during the outage", || {
-            logged() >= at_outage + 1_000
-        })
-        .await;
-        proxy.set_down(false);
-        let summary = run.await.unwrap().expect("the run rides out the outage");
-        assert_eq!(summary.process.rows, users);
-        let store = open_store(&cfg).unwrap();
-        assert_eq!(store.count().unwrap(), users);
-        let (_, distinct) = support::log_uuids(dir.path());
-        assert_eq!(distinct.len() as u64, users);
-    })
-    .await;
-}
-
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(240);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_with_a_cassandra_store_then_restart_gives_the_same_result() {
-    with_cassandra(|addr| async move {
-        let users = 4_500;
-        let reference = tempfile::tempdir().unwrap();
-        let want = config(reference.path(), None, users);
-        run_pipeline(&want, CancellationToken::new(), false)
-            .await
-            .unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let got = config(dir.path(), Some(addr), users);
-        let path = dir.path().to_path_buf();
-        let run = move || {
-            Command::new(env!("CARGO_BIN_EXE_userstream"))
-                .args(["-q", "--data-dir"])
-                .arg(&path)
-                .args([
-                    "run",
-                    "--seed",
-                    "cql",
-                    "--batch-size",
-                    "500",
-                    "--rate",
-                    "2000",
-                ])
-                .args(["--max-users", &users.to_string()])
-                .env("USERSTREAM_STORE__CASSANDRA", addr.to_string())
-                .env("USERSTREAM_CASSANDRA__AWAIT_SCHEMA_AGREEMENT", "false")
-                .spawn()
-                .unwrap()
-        };
-        let mut child = tokio::task::spawn_blocking({
-            let run = run.clone();
-            move || run()
-        })
+/// Every row's id and the write time of its cells, paged through.
+async fn write_times(node: &Cassandra, keyspace: &str) -> BTreeMap<uuid::Uuid, i64> {
+    use futures::TryStreamExt;
+    let session = session(&node.address(), &node.options(keyspace))
         .await
         .unwrap();
-        let store =
-            userstream::sink::CassandraStore::open(&addr.to_string(), &got.cassandra).unwrap();
-        wait_until("rows before the kill", || store.count().unwrap() >= 1_500).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(store.count().unwrap() < users);
-        let status = tokio::task::spawn_blocking(move || run().wait().unwrap())
-            .await
-            .unwrap();
-        assert!(status.success());
-        assert_same_rows(&want, &got, users);
-        let (logged, _) = support::log_uuids(dir.path());
-        assert_eq!(logged as u64, users);
+    let mut statement = scylla::statement::Statement::new(format!(
+        "SELECT id, WRITETIME(first_name) FROM {keyspace}.created_users"
+    ));
+    statement.set_page_size(5000);
+    session
+        .query_iter(statement, ())
+        .await
+        .unwrap()
+        .rows_stream::<(uuid::Uuid, i64)>()
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// 100,000 users from one raw log, stored once in the embedded store and once in Cassandra:
+/// the two hold the same rows, field by field (fetch time included, since both come from the same
+/// log), in the same `latest` order, and `count` and `find` page through the Cassandra table
+/// (100,000 rows is 50 pages). Running again over the same log writes nothing: no record is
+/// processed and no cell's write time moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_users_match_the_embedded_store_and_a_second_run_writes_nothing() {
+    let node = shared().await;
+    let users = 100_000;
+    let embedded_dir = tempfile::tempdir().unwrap();
+    let mut embedded = config(embedded_dir.path(), None, "", users);
+    embedded.ingest.batch_size = 5000;
+    run_pipeline(&embedded, CancellationToken::new(), false)
+        .await
+        .unwrap();
+
+    // The same log, processed into Cassandra; its cursor says every page is in, so nothing is
+    // fetched again.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        embedded_dir.path().join("log.db"),
+        dir.path().join("log.db"),
+    )
+    .unwrap();
+    let mut got = config(
+        dir.path(),
+        Some((node, &node.address())),
+        "match_embedded",
+        users,
+    );
+    got.ingest.batch_size = 5000;
+    got.validate().unwrap();
+    let summary = run_pipeline(&got, CancellationToken::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.ingest.users, 0,
+        "nothing fetched: the log is complete"
+    );
+    assert_eq!(
+        (summary.process.rows, summary.process.dead_letters),
+        (users, 0)
+    );
+
+    let (want, got_store) = (embedded.clone(), got.clone());
+    tokio::task::spawn_blocking(move || {
+        let (want, got) = (open_store(&want).unwrap(), open_store(&got_store).unwrap());
+        assert_eq!(got.count().unwrap(), users);
+        let everyone = want.latest(users as usize).unwrap();
+        assert_eq!(everyone.len() as u64, users);
+        assert!(
+            everyone == got.latest(users as usize).unwrap(),
+            "every row field by field, newest first in both stores"
+        );
+        assert_eq!(got.latest(10).unwrap(), everyone[..10]);
+        let germans = UserFilter {
+            country: Some("germany".into()),
+            gender: Some("female".into()),
+            limit: 700,
+        };
+        let found = got.filter(&germans).unwrap();
+        assert_eq!(found.len(), 700);
+        assert_eq!(found, want.filter(&germans).unwrap(), "find answers alike");
+    })
+    .await
+    .unwrap();
+
+    let before = write_times(node, "match_embedded").await;
+    assert_eq!(before.len() as u64, users);
+    let again = run_pipeline(&got, CancellationToken::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(again.process.records, 0);
+    assert_eq!(
+        write_times(node, "match_embedded").await,
+        before,
+        "no cell was written again"
+    );
+}
+
+/// Cassandra's connections cut (a TCP proxy refusing everything) in the middle of a run: ingest
+/// goes on into the log, the processor's commits wait and retry, and once the connections come
+/// back every user is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_connection_makes_the_pipeline_wait_and_lose_nothing() {
+    let node = shared().await;
+    let proxy = TcpProxy::start(node.address().parse().unwrap()).await;
+    let users = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        dir.path(),
+        Some((node, &proxy.addr.to_string())),
+        "cut",
+        users,
+    );
+    cfg.ingest.rate = Some(2_000.0);
+    cfg.cassandra.write_attempts = 2;
+    let run = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { run_pipeline(&cfg, CancellationToken::new(), false).await }
+    });
+    let log = dir.path().join("log.db");
+    let logged = || support::count(&log, "raw_records");
+    wait_until("the first pages", || logged() >= 1_000).await;
+    proxy.set_down(true);
+    let at_outage = logged();
+    wait_until("ingest to go on during the outage", || {
+        logged() >= at_outage + 1_000
     })
     .await;
+    proxy.set_down(false);
+    let summary = run.await.unwrap().expect("the run rides out the outage");
+    assert_eq!(summary.process.rows, users);
+    let (_, distinct) = support::log_uuids(dir.path());
+    assert_eq!(distinct.len() as u64, users);
+    let store = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
+    assert_eq!(store.await.unwrap(), users);
+}
+
+/// The Cassandra node itself SIGKILLed in the middle of a run and started again on its data
+/// directory (replaying its commit log): the pipeline waits and retries through the restart and
+/// ends with every user stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_killed_and_restarted_mid_run_the_pipeline_retries_and_ends_exact() {
+    let node = tokio::task::spawn_blocking(|| Cassandra::start(false))
+        .await
+        .unwrap();
+    let node = std::sync::Arc::new(node);
+    let users = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        dir.path(),
+        Some((&node, &node.address())),
+        "restarted",
+        users,
+    );
+    cfg.ingest.rate = Some(2_000.0);
+    let run = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { run_pipeline(&cfg, CancellationToken::new(), false).await }
+    });
+    let log = dir.path().join("log.db");
+    let logged = || support::count(&log, "raw_records");
+    wait_until("a few thousand users logged", || logged() >= 4_000).await;
+    node.kill();
+    let at_kill = logged();
+    wait_until("ingest to go on while Cassandra is down", || {
+        logged() >= at_kill + 2_000
+    })
+    .await;
+    assert!(!run.is_finished(), "the run waits for its store");
+    let restart = node.clone();
+    tokio::task::spawn_blocking(move || restart.restart())
+        .await
+        .unwrap();
+    let summary = run
+        .await
+        .unwrap()
+        .expect("the run retries through the restart");
+    assert_eq!(summary.process.records, users);
+    let (logged, distinct) = support::log_uuids(dir.path());
+    assert_eq!((logged as u64, distinct.len() as u64), (users, users));
+    let count = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
+    assert_eq!(count.await.unwrap(), users);
+}
+
+/// `userstream run` SIGKILLed while it writes to Cassandra, then started again: the same rows
+/// as an uninterrupted run (all but the fetch time, since the reference fetched separately).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_a_cassandra_store_then_restart_gives_the_same_result() {
+    let node = shared().await;
+    let users = 10_000;
+    let reference = tempfile::tempdir().unwrap();
+    let want = config(reference.path(), None, "", users);
+    run_pipeline(&want, CancellationToken::new(), false)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let got = config(
+        dir.path(),
+        Some((node, &node.address())),
+        "killed_run",
+        users,
+    );
+    let (path, address) = (dir.path().to_path_buf(), node.address());
+    let run = move || {
+        Command::new(env!("CARGO_BIN_EXE_userstream"))
+            .args(["-q", "--data-dir"])
+            .arg(&path)
+            .args(["run", "--seed", "cql", "--batch-size", "500"])
+            .args(["--rate", "2000", "--max-users", &users.to_string()])
+            .env("USERSTREAM_STORE__CASSANDRA", &address)
+            .env("USERSTREAM_CASSANDRA__KEYSPACE", "killed_run")
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    let watch = got.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        userstream::sink::CassandraStore::open(
+            watch.store.cassandra.as_deref().unwrap(),
+            &watch.cassandra,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let store = std::sync::Arc::new(store);
+    wait_until("rows before the kill", || {
+        tokio::task::block_in_place(|| store.count().unwrap()) >= 2_000
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let status = tokio::task::spawn_blocking(move || run().wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let (logged, _) = support::log_uuids(dir.path());
+    assert_eq!(logged as u64, users, "no page fetched twice");
+    tokio::task::spawn_blocking(move || {
+        let want = open_store(&want).unwrap();
+        assert_eq!(store.count().unwrap(), users);
+        for row in want.latest(users as usize).unwrap() {
+            assert_eq!(
+                store.get(row.id).unwrap().map(support::without_fetch_time),
+                Some(support::without_fetch_time(row)),
+                "field by field"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// `PasswordAuthenticator` and a TLS-only native port, with a certificate the test made: the
+/// store refuses plain text, an untrusted certificate and a wrong password, each with an error
+/// that says so; a role created for the pipeline stores every user over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authentication_and_tls_against_a_real_node() {
+    let node = tokio::task::spawn_blocking(|| Cassandra::start(true))
+        .await
+        .unwrap();
+    let admin = session(&node.address(), &node.options("system"))
+        .await
+        .unwrap();
+    for cql in [
+        "CREATE ROLE IF NOT EXISTS pipeline WITH PASSWORD = 's3cret-pipeline' AND LOGIN = true",
+        "CREATE KEYSPACE IF NOT EXISTS secured WITH replication = \
+         {'class': 'SimpleStrategy', 'replication_factor': '1'}",
+        "GRANT ALL PERMISSIONS ON KEYSPACE secured TO pipeline",
+    ] {
+        admin.query_unpaged(cql, ()).await.unwrap();
+    }
+    let users = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), Some((&node, &node.address())), "secured", users);
+    cfg.cassandra.username = Some("pipeline".into());
+    cfg.cassandra.password = Some("s3cret-pipeline".into());
+
+    let refused = |tweak: fn(&mut Config)| {
+        let mut bad = cfg.clone();
+        tweak(&mut bad);
+        async move {
+            let err = tokio::task::spawn_blocking(move || open_store(&bad).err())
+                .await
+                .unwrap()
+                .expect("refused");
+            format!("{err:#}")
+        }
+    };
+    let plain = refused(|c| c.cassandra.tls = false).await;
+    assert!(plain.contains("connect"), "{plain}");
+    let untrusted = refused(|c| c.cassandra.ca_file = None).await;
+    assert!(
+        untrusted.to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
+    let wrong = refused(|c| c.cassandra.password = Some("guess".into())).await;
+    assert!(
+        wrong.contains("Bad credentials") || wrong.to_lowercase().contains("password"),
+        "{wrong}"
+    );
+    assert_ne!(SUPERUSER.1, "s3cret-pipeline");
+
+    let summary = run_pipeline(&cfg, CancellationToken::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(summary.process.rows, users);
+    let count = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
+    assert_eq!(count.await.unwrap(), users);
 }

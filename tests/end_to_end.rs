@@ -37,6 +37,8 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     config.ingest.max_users = Some(USERS);
     config.validate().unwrap();
 
+    // Fetch times are kept to the millisecond.
+    let started_at = userstream::model::row::fetch_timestamp(chrono::Utc::now().timestamp_micros());
     let summary = run_pipeline(&config, CancellationToken::new(), false)
         .await
         .unwrap();
@@ -62,9 +64,17 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
 
     let store = SqliteStore::open(&config.store_path()).unwrap();
     assert_eq!(store.count().unwrap(), USERS);
+    let ran_until = chrono::Utc::now();
     for original in &originals {
-        let expected = transform(&original.to_string()).unwrap();
-        let stored = store.get(expected.id).unwrap().expect("user stored");
+        let id = transform(&original.to_string(), ran_until).unwrap().id;
+        let stored = store.get(id).unwrap().expect("user stored");
+        // Stamped with the time its page was fetched, during the run.
+        assert!(
+            stored.timestamp >= started_at && stored.timestamp <= ran_until,
+            "timestamp {} outside the run",
+            stored.timestamp
+        );
+        let expected = transform(&original.to_string(), stored.timestamp).unwrap();
         assert_eq!(stored, expected, "columns {COLUMNS:?}");
     }
 

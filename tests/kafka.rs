@@ -1,67 +1,61 @@
-//! The Kafka path against librdkafka's mock cluster (in-process brokers speaking the real
-//! protocol, with fault injection). The scenarios themselves are in `support/kafka.rs`, shared
-//! with the real broker process in `tests/tansu.rs`.
+//! The Kafka path against real Apache Kafka 4.3 in KRaft mode (`support/kafka_cluster.rs`):
+//! one shared single-node cluster, and clusters of their own for the tests that kill a broker.
+//! The scenarios are in `support/kafka.rs`.
 
 mod support;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
-use std::time::Duration;
 use support::kafka::{
-    config_file, mock_cluster, outage_poison_and_exact_counts,
-    python_client_reads_and_writes_our_topic, three_processors_one_killed, wait_until,
+    broker_killed_mid_run, exact_counts_and_poison, own_cluster, published,
+    python_client_reads_and_writes_our_topic, shared_cluster, three_processors_one_killed,
 };
-use userstream::bus::kafka::Relay;
-use userstream::log::{RawLog, SqliteLog};
+use userstream::bus::kafka::KafkaOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_outage_poison_and_exact_counts() {
-    outage_poison_and_exact_counts(&mock_cluster()).await;
+async fn exact_counts_with_a_poison_message_dead_lettered() {
+    exact_counts_and_poison(shared_cluster().await, "exact").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processors_one_killed_store_every_record_exactly_once() {
-    three_processors_one_killed(&mock_cluster()).await;
+async fn three_processors_one_killed_the_survivors_store_every_record_exactly_once() {
+    three_processors_one_killed(shared_cluster().await, "three").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_confluent_client_reads_and_writes_our_topic() {
-    python_client_reads_and_writes_our_topic(&mock_cluster()).await;
+    python_client_reads_and_writes_our_topic(shared_cluster().await, "python").await;
 }
 
-/// A one-broker mock cluster with our topics, and a free port for the embedded registry.
-fn one_broker_and_a_registry_port() -> (MockCluster<'static, DefaultProducerContext>, u16) {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("users_created", 6, 1).unwrap();
-    cluster.create_topic("users_created.dlq", 1, 1).unwrap();
-    let port = support::free_port();
-    (cluster, port)
-}
-
-/// `userstream run` with only brokers configured: it serves its own registry, relays through
-/// Kafka and stores every user, then exits at `--max-users`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_uses_kafka_and_its_embedded_registry() {
-    let (cluster, port) = one_broker_and_a_registry_port();
+async fn the_broker_killed_and_restarted_on_its_data_loses_nothing() {
+    broker_killed_mid_run(own_cluster(1).await, "restarted", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_brokers_killed_with_acks_all_and_min_isr_2_loses_nothing() {
+    broker_killed_mid_run(own_cluster(3).await, "replicated", false).await;
+}
+
+/// `userstream run` with only brokers configured: it creates its missing topics, serves its own
+/// registry, relays through Kafka and stores every user, then exits at `--max-users`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_creates_its_topics_and_uses_its_embedded_registry() {
+    let cluster = shared_cluster().await;
+    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let brokers = cluster.bootstrap_servers();
     let status = tokio::task::spawn_blocking({
         let data = dir.path().to_path_buf();
+        let brokers = brokers.clone();
         move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
                 .args(["-q", "--data-dir"])
                 .arg(&data)
-                .args([
-                    "run",
-                    "--batch-size",
-                    "500",
-                    "--interval",
-                    "0s",
-                    "--max-users",
-                    "3000",
-                ])
+                .args(["run", "--batch-size", "500", "--interval", "0s"])
+                .args(["--max-users", "3000"])
                 .env("USERSTREAM_KAFKA__BROKERS", brokers)
+                .env("USERSTREAM_KAFKA__TOPIC", "users_created.run")
+                .env("USERSTREAM_KAFKA__DLQ_TOPIC", "users_created.run.dlq")
+                .env("USERSTREAM_KAFKA__GROUP_ID", "run-group")
                 .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
                 .status()
                 .unwrap()
@@ -78,90 +72,14 @@ async fn run_uses_kafka_and_its_embedded_registry() {
         dir.path().join("registry.db").exists(),
         "schemas kept durably by the embedded registry"
     );
-}
-
-/// `userstream run` SIGKILLed while it ingests and relays, then started again on the same data
-/// directory: ingest finishes where it stopped, the relay republishes at most its unacknowledged
-/// batch, and every user is stored exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_killed_mid_relay_republishes_at_most_one_batch() {
-    const RELAY_BATCH: usize = 500;
-    let (cluster, port) = one_broker_and_a_registry_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config_file = config_file(
-        dir.path(),
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &cluster.bootstrap_servers(),
-        RELAY_BATCH,
-    );
-    let run = move |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"));
-        command
-            .arg("-q")
-            .arg("--config")
-            .arg(&config_file)
-            .args(["run", "--batch-size", "500"])
-            .args(args);
-        command
+    let options = KafkaOptions {
+        brokers: Some(brokers),
+        ..KafkaOptions::default()
     };
-
-    // 20,000 users at 2,000/s, acknowledged only after a 300 ms round trip: the kill lands while
-    // ingest is under way and a relay batch is waiting for its acknowledgements.
-    cluster
-        .broker_round_trip_time(1, Duration::from_millis(300))
-        .unwrap();
-    let mut first = run(&["--rate", "2000", "--max-users", "20000"])
-        .spawn()
-        .unwrap();
-    let log = dir.path().join("log.db");
-    wait_until("2,000 users relayed", || {
-        SqliteLog::open(&log)
-            .and_then(|mut log| {
-                log.checkpoint(&Relay::<SqliteLog>::checkpoint_name("users_created"))
-            })
-            .is_ok_and(|relayed| relayed >= 2000)
-    })
-    .await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
-    let (logged_at_kill, _) = support::log_uuids(dir.path());
-    assert!(logged_at_kill < 20_000, "killed before ingest finished");
-    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
-
-    let status = tokio::task::spawn_blocking(move || {
-        // max_users counts on the log's stored cursor: the restart ingests only what is left.
-        run(&["--interval", "0s", "--max-users", "20000"])
-            .status()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(status.success());
-
-    let (records, logged) = support::log_uuids(dir.path());
-    assert_eq!(records, 20_000);
+    let on_topic = tokio::task::spawn_blocking(move || published(&options, "users_created.run"));
     assert_eq!(
-        logged.len(),
-        records,
-        "every logged record is a distinct user"
-    );
-    assert_eq!(support::store_ids(dir.path()), logged);
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .create()
-        .unwrap();
-    let published: i64 = (0..6)
-        .map(|partition| {
-            let (low, high) = consumer
-                .fetch_watermarks("users_created", partition, Duration::from_secs(10))
-                .unwrap();
-            high - low
-        })
-        .sum();
-    let published = published as usize;
-    assert!(
-        published >= records && published - records <= RELAY_BATCH,
-        "{published} messages for {records} logged users: a record went missing, or more than \
-         the one unacknowledged batch was republished"
+        on_topic.await.unwrap(),
+        3000,
+        "created by run, holding every user once"
     );
 }

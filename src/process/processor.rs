@@ -7,6 +7,7 @@
 
 use super::transform::transform;
 use crate::log::{AppendSignal, LogError, RawLog};
+use crate::model::row::fetch_timestamp;
 use crate::sink::{Commit, DeadLetter, Sink, SinkError};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -113,7 +114,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             rows.clear();
             dead.clear();
             for record in &batch {
-                match transform(&record.record) {
+                match transform(&record.record, fetch_timestamp(record.fetched_at_micros)) {
                     Ok(row) => rows.push(row),
                     Err(invalid) => dead.push(DeadLetter {
                         log_seq: record.seq,

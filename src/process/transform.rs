@@ -1,7 +1,8 @@
 //! Validation and transform of one raw API record into a [`UserRow`], as DATA.md defines the row.
 //!
-//! This is a pure function of the record's bytes: the same record always gives the same row or the
-//! same rejection, which is what makes replays and restarts produce the same exact result.
+//! This is a pure function of the record's bytes and its fetch time (both kept in the raw log): the
+//! same record always gives the same row or the same rejection, which is what makes replays and
+//! restarts produce the same exact result.
 
 use crate::model::api::{ApiUser, Scalar};
 use crate::model::row::UserRow;
@@ -29,8 +30,9 @@ pub enum Invalid {
     },
 }
 
-/// Validates `raw` (one API record, credentials already removed) and builds its row.
-pub fn transform(raw: &str) -> Result<UserRow, Invalid> {
+/// Validates `raw` (one API record, credentials already removed) and builds its row, stamped with
+/// `fetched_at` (the row's `timestamp`).
+pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invalid> {
     if !raw.trim_start().starts_with('{') {
         return Err(Invalid::NotObject(raw.chars().take(60).collect()));
     }
@@ -100,6 +102,7 @@ pub fn transform(raw: &str) -> Result<UserRow, Invalid> {
             "picture.medium",
         )?
         .to_owned(),
+        timestamp: fetched_at,
     })
 }
 

@@ -7,6 +7,7 @@
 
 pub mod any;
 pub mod cassandra;
+pub mod newest;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
         CREATE TABLE created_users (
             id              UUID        PRIMARY KEY,
             first_name      TEXT        NOT NULL,
@@ -26,7 +27,6 @@ const MIGRATIONS: &[Migration] = &[Migration {
             registered_date TIMESTAMPTZ NOT NULL,
             phone           TEXT        NOT NULL,
             picture         TEXT        NOT NULL,
-            -- For `query latest`; not part of the row.
             written_at      TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
         );
         CREATE INDEX created_users_written_at ON created_users (written_at);
@@ -43,21 +43,35 @@ const MIGRATIONS: &[Migration] = &[Migration {
             position   BIGINT      NOT NULL,
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );",
-}];
+    },
+    // Seed 004's `timestamp` (when the user was fetched) replaces the write time as the order of
+    // `query latest`: it travels with the record, so every store orders alike. Rows stored
+    // before it get the epoch, which sorts them oldest.
+    Migration {
+        version: 2,
+        sql: "
+        ALTER TABLE created_users ADD COLUMN \"timestamp\" TIMESTAMPTZ NOT NULL DEFAULT 'epoch';
+        ALTER TABLE created_users ALTER COLUMN \"timestamp\" DROP DEFAULT;
+        DROP INDEX created_users_written_at;
+        ALTER TABLE created_users DROP COLUMN written_at;
+        CREATE INDEX created_users_timestamp ON created_users (\"timestamp\");",
+    },
+];
 
 const UPSERT: &str = "
 INSERT INTO created_users (id, first_name, last_name, gender, address, post_code, email, username,
-                           dob, registered_date, phone, picture)
+                           dob, registered_date, phone, picture, \"timestamp\")
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[])
+                     $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
+                     $13::timestamptz[])
 ON CONFLICT (id) DO UPDATE SET
     first_name = excluded.first_name, last_name = excluded.last_name, gender = excluded.gender,
     address = excluded.address, post_code = excluded.post_code, email = excluded.email,
     username = excluded.username, dob = excluded.dob, registered_date = excluded.registered_date,
-    phone = excluded.phone, picture = excluded.picture, written_at = clock_timestamp()";
+    phone = excluded.phone, picture = excluded.picture, \"timestamp\" = excluded.\"timestamp\"";
 
 const SELECT_USERS: &str = "SELECT id, first_name, last_name, gender, address, post_code, email, \
-     username, dob, registered_date, phone, picture FROM created_users";
+     username, dob, registered_date, phone, picture, \"timestamp\" FROM created_users";
 
 pub struct PostgresStore {
     pg: Postgres,
@@ -100,6 +114,7 @@ fn read_row(r: &Row) -> UserRow {
         registered_date: r.get(9),
         phone: r.get(10),
         picture: r.get(11),
+        timestamp: r.get(12),
     }
 }
 
@@ -110,6 +125,7 @@ struct Columns {
     text: [Vec<String>; 9],
     dob: Vec<DateTime<Utc>>,
     registered: Vec<DateTime<Utc>>,
+    timestamp: Vec<DateTime<Utc>>,
 }
 
 fn columns(rows: &[UserRow]) -> Columns {
@@ -122,6 +138,7 @@ fn columns(rows: &[UserRow]) -> Columns {
         text: Default::default(),
         dob: Vec::with_capacity(last.len()),
         registered: Vec::with_capacity(last.len()),
+        timestamp: Vec::with_capacity(last.len()),
     };
     for (i, row) in rows.iter().enumerate() {
         if last[&row.id] != i {
@@ -143,6 +160,7 @@ fn columns(rows: &[UserRow]) -> Columns {
         }
         cols.dob.push(row.dob);
         cols.registered.push(row.registered_date);
+        cols.timestamp.push(row.timestamp);
     }
     cols
 }
@@ -174,7 +192,7 @@ impl Sink for PostgresStore {
                     UPSERT,
                     &[
                         &cols.id, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &cols.dob,
-                        &cols.registered, &t[7], &t[8],
+                        &cols.registered, &t[7], &t[8], &cols.timestamp,
                     ],
                 )
                 .await
@@ -235,14 +253,17 @@ impl UserQuery for PostgresStore {
     }
 
     fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
-        self.users("ORDER BY written_at DESC LIMIT $1", &[&(limit as i64)])
+        self.users(
+            "ORDER BY \"timestamp\" DESC, id LIMIT $1",
+            &[&(limit as i64)],
+        )
     }
 
     fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
         let country = filter.country.as_ref().map(|c| format!("%, {}", c.trim()));
         self.users(
             "WHERE ($1::text IS NULL OR address ILIKE $1) AND ($2::text IS NULL OR lower(gender) = lower($2))
-             ORDER BY written_at DESC LIMIT $3",
+             ORDER BY \"timestamp\" DESC, id LIMIT $3",
             &[&country, &filter.gender, &(filter.limit as i64)],
         )
     }

@@ -9,13 +9,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// The table mirrors DATA.md's Cassandra table. `id` is the UUID's 16 bytes, as Cassandra's `uuid`
 /// type stores it: random ids scatter index inserts over the whole index, and at 16 bytes the index
 /// of millions of users stays inside the page cache (as text it was twice the size and spilled).
-/// It keeps SQLite's implicit rowid (no `WITHOUT ROWID`) so that "latest N" is the insertion order
-/// without an extra column.
+/// "Latest N" is by `timestamp` (when the user was fetched), through its index.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS created_users (
     id              BLOB PRIMARY KEY CHECK (length(id) = 16),
@@ -29,8 +28,10 @@ CREATE TABLE IF NOT EXISTS created_users (
     dob             TEXT NOT NULL,
     registered_date TEXT NOT NULL,
     phone           TEXT NOT NULL,
-    picture         TEXT NOT NULL
+    picture         TEXT NOT NULL,
+    timestamp       TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS created_users_timestamp ON created_users (timestamp);
 -- Keyed by log position: re-processing a batch rewrites the same dead letters.
 CREATE TABLE IF NOT EXISTS dead_letters (
     log_id    TEXT    NOT NULL,
@@ -47,19 +48,24 @@ CREATE TABLE IF NOT EXISTS consumer_positions (
 );
 ";
 
+/// Version 1 stores had no `timestamp`: their rows get the epoch, which sorts them oldest.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE created_users ADD COLUMN timestamp TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z';
+CREATE INDEX IF NOT EXISTS created_users_timestamp ON created_users (timestamp);";
+
 /// Last write wins, as in Cassandra: the same id written twice leaves one row.
 const UPSERT: &str = "
 INSERT INTO created_users (id, first_name, last_name, gender, address, post_code, email, username,
-                           dob, registered_date, phone, picture)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                           dob, registered_date, phone, picture, timestamp)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 ON CONFLICT (id) DO UPDATE SET
     first_name = excluded.first_name, last_name = excluded.last_name, gender = excluded.gender,
     address = excluded.address, post_code = excluded.post_code, email = excluded.email,
     username = excluded.username, dob = excluded.dob, registered_date = excluded.registered_date,
-    phone = excluded.phone, picture = excluded.picture";
+    phone = excluded.phone, picture = excluded.picture, timestamp = excluded.timestamp";
 
 const SELECT_USERS: &str = "SELECT id, first_name, last_name, gender, address, post_code, email, \
-     username, dob, registered_date, phone, picture FROM created_users";
+     username, dob, registered_date, phone, picture, timestamp FROM created_users";
 
 /// The embedded store in one SQLite file.
 pub struct SqliteStore {
@@ -104,6 +110,10 @@ impl SqliteStore {
                     "schema version {version} is newer than this binary's {SCHEMA_VERSION}; upgrade userstream"
                 ),
             });
+        }
+        if version == 1 {
+            conn.execute_batch(MIGRATE_1_TO_2)
+                .map_err(sql("add the timestamp column"))?;
         }
         conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -156,6 +166,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
         registered_date: ts(9)?,
         phone: r.get(10)?,
         picture: r.get(11)?,
+        timestamp: ts(12)?,
     })
 }
 
@@ -180,6 +191,7 @@ impl Sink for SqliteStore {
                         format_timestamp(&row.registered_date),
                         row.phone,
                         row.picture,
+                        format_timestamp(&row.timestamp),
                     ])
                     .map_err(sql("upsert user"))?;
             }
@@ -236,7 +248,7 @@ impl UserQuery for SqliteStore {
     }
 
     fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
-        self.users("ORDER BY rowid DESC LIMIT ?1", [limit as i64])
+        self.users("ORDER BY timestamp DESC, id LIMIT ?1", [limit as i64])
     }
 
     fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
@@ -244,7 +256,7 @@ impl UserQuery for SqliteStore {
         let country = filter.country.as_ref().map(|c| format!("%, {}", c.trim()));
         self.users(
             "WHERE (?1 IS NULL OR address LIKE ?1) AND (?2 IS NULL OR lower(gender) = lower(?2))
-             ORDER BY rowid DESC LIMIT ?3",
+             ORDER BY timestamp DESC, id LIMIT ?3",
             params![country, filter.gender, filter.limit as i64],
         )
     }

@@ -2,11 +2,14 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod cassandra;
+pub mod certs;
+pub mod java;
 pub mod kafka;
+pub mod kafka_cluster;
 pub mod postgres;
 pub mod python;
 pub mod scripted_server;
-pub mod tansu;
 pub mod tcp_proxy;
 
 use rusqlite::Connection;
@@ -36,7 +39,17 @@ pub fn log_uuids(data_dir: &Path) -> (usize, BTreeSet<String>) {
     (records.len(), ids)
 }
 
-/// Every stored row, as the text of all its columns, keyed by id.
+/// `row` with its fetch time (`timestamp`) cleared: the same users fetched by two separate runs
+/// match on every other column.
+pub fn without_fetch_time(row: userstream::model::UserRow) -> userstream::model::UserRow {
+    userstream::model::UserRow {
+        timestamp: chrono::DateTime::UNIX_EPOCH,
+        ..row
+    }
+}
+
+/// Every stored row, as the text of all its columns but the fetch time (`timestamp`, which
+/// differs between two runs fetching the same users), ordered by id.
 pub fn store_rows(data_dir: &Path) -> Vec<Vec<String>> {
     let conn = Connection::open(data_dir.join("store.db")).unwrap();
     let mut stmt = conn

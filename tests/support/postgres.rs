@@ -11,6 +11,8 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     as_root: bool,
+    /// With `ssl=on`: the server's self-signed certificate, which clients pass as `ca_file`.
+    pub tls: Option<super::certs::SelfSigned>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -35,6 +37,16 @@ fn bin_dir() -> PathBuf {
 
 impl TestPostgres {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A server with `ssl=on` and a certificate the test made (clients may still connect
+    /// without TLS, as `pg_hba.conf`'s `host` lines allow both).
+    pub fn start_with_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let as_root = Command::new("id")
             .arg("-u")
             .output()
@@ -44,6 +56,7 @@ impl TestPostgres {
             .prefix("userstream-pg-")
             .tempdir()
             .unwrap();
+        let tls = tls.then(|| super::certs::SelfSigned::create(dir.path()));
         if as_root {
             assert!(
                 Command::new("chown")
@@ -60,6 +73,7 @@ impl TestPostgres {
             bin: bin_dir(),
             port,
             as_root,
+            tls,
         };
         pg.run(
             "initdb",
@@ -107,11 +121,18 @@ impl TestPostgres {
     }
 
     pub fn start_server(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        if let Some(tls) = &self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
@@ -140,6 +161,15 @@ impl TestPostgres {
             &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
         );
         self.url(name)
+    }
+
+    /// A URL that requires TLS (`sslmode=require`): the connection fails unless the server's
+    /// certificate verifies against the client's roots and `ca_file`.
+    pub fn tls_url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=require",
+            self.port
+        )
     }
 
     pub fn url(&self, name: &str) -> String {

@@ -9,6 +9,7 @@
 use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
+use crate::model::row::fetch_timestamp;
 use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::sink::{Commit, Sink};
@@ -231,7 +232,15 @@ impl<S: Sink> KafkaProcessor<S> {
             let offset = message.offset();
             let entry = rows_by_partition.entry(partition).or_default();
             entry.1 = entry.1.max(offset);
-            match decode(&self.registry, message.payload().unwrap_or_default()).await {
+            let fetched_at =
+                fetched_at_micros(message).or(message.timestamp().to_millis().map(|ms| ms * 1000));
+            match decode(
+                &self.registry,
+                message.payload().unwrap_or_default(),
+                fetch_timestamp(fetched_at.unwrap_or(0)),
+            )
+            .await
+            {
                 Ok(row) => entry.0.push(row),
                 Err(reason) => poison.push(Poison {
                     reason,
@@ -281,13 +290,7 @@ impl<S: Sink> KafkaProcessor<S> {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
             });
             for message in &batch {
-                let fetched_at = message.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == super::relay::FETCHED_AT_HEADER)
-                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
-                });
-                if let Some(at) = fetched_at {
+                if let Some(at) = fetched_at_micros(message) {
                     histogram.saturating_record((committed_at - at).max(0) as u64);
                 }
             }
@@ -302,10 +305,22 @@ impl<S: Sink> KafkaProcessor<S> {
     }
 }
 
+/// When the record was fetched, from the relay's header. A message from another producer has no
+/// such header; its Kafka timestamp stands in, which is as deterministic (kept with the message).
+fn fetched_at_micros(message: &rdkafka::message::OwnedMessage) -> Option<i64> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == super::relay::FETCHED_AT_HEADER)
+            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+    })
+}
+
 /// Payload -> row, or the reason it is poison.
 async fn decode(
     registry: &RegistryClient,
     payload: &[u8],
+    fetched_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::model::UserRow, String> {
     let (schema_id, datum) = decode_frame(payload).map_err(|e| e.to_string())?;
     let writer = registry
@@ -313,7 +328,7 @@ async fn decode(
         .await
         .map_err(|e| format!("unknown schema id {schema_id}: {e}"))?;
     let record = decode_user(schema_id, &writer, datum).map_err(|e| e.to_string())?;
-    transform(&record).map_err(|e| e.to_string())
+    transform(&record, fetched_at).map_err(|e| e.to_string())
 }
 
 async fn send_dead_letters(

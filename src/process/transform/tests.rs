@@ -47,9 +47,14 @@ fn millis(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ms: i64) -> DateTime
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap() + chrono::Duration::milliseconds(ms)
 }
 
+/// The fetch time every test record is stamped with.
+fn at() -> DateTime<Utc> {
+    millis(2026, 11, 23, 8, 0, 0, 123)
+}
+
 #[test]
 fn sample_record_maps_every_column() {
-    let row = transform(SAMPLE).unwrap();
+    let row = transform(SAMPLE, at()).unwrap();
     assert_eq!(
         row.id,
         Uuid::parse_str("7a0eed16-9430-4d68-901f-c0d4c1c3bf00").unwrap()
@@ -71,11 +76,16 @@ fn sample_record_maps_every_column() {
         row.picture,
         "https://randomuser.me/api/portraits/med/women/75.jpg"
     );
+    assert_eq!(
+        row.timestamp,
+        at(),
+        "the fetch time, not the clock at transform"
+    );
 }
 
 #[test]
 fn no_credential_reaches_the_row() {
-    let row = transform(SAMPLE).unwrap();
+    let row = transform(SAMPLE, at()).unwrap();
     let json = serde_json::to_string(&row).unwrap();
     for secret in ["addison", "sld1yGtd", "password", "salt", "sha"] {
         assert!(!json.contains(secret), "{secret} in {json}");
@@ -85,43 +95,47 @@ fn no_credential_reaches_the_row() {
 #[test]
 fn postcode_as_string_is_kept_verbatim() {
     for code in ["A1B 2C3", "7044 TR", "0150", "EC1A 1BB"] {
-        let row = transform(&with(&["location", "postcode"], code.into())).unwrap();
+        let row = transform(&with(&["location", "postcode"], code.into()), at()).unwrap();
         assert_eq!(row.post_code, code);
     }
 }
 
 #[test]
 fn postcode_as_number_becomes_text_without_decimals() {
-    let row = transform(&with(&["location", "postcode"], 1234.into())).unwrap();
+    let row = transform(&with(&["location", "postcode"], 1234.into()), at()).unwrap();
     assert_eq!(row.post_code, "1234");
 }
 
 #[test]
 fn null_id_value_and_empty_id_name_are_accepted() {
     let record = with(&["id"], serde_json::json!({"name": "", "value": null}));
-    assert_eq!(transform(&record).unwrap().first_name, "Jane");
-    assert!(transform(&without(&["id"])).is_ok());
+    assert_eq!(transform(&record, at()).unwrap().first_name, "Jane");
+    assert!(transform(&without(&["id"]), at()).is_ok());
 }
 
 #[test]
 fn street_number_as_string_is_accepted() {
-    let row = transform(&with(&["location", "street", "number"], "12b".into())).unwrap();
+    let row = transform(&with(&["location", "street", "number"], "12b".into()), at()).unwrap();
     assert!(row.address.starts_with("12b Valwood Pkwy, "));
 }
 
 #[test]
 fn timestamps_with_offsets_are_normalised_to_utc() {
-    let row = transform(&with(
-        &["dob", "date"],
-        "1992-03-08T17:13:16.688+02:00".into(),
-    ))
+    let row = transform(
+        &with(&["dob", "date"], "1992-03-08T17:13:16.688+02:00".into()),
+        at(),
+    )
     .unwrap();
     assert_eq!(row.dob, millis(1992, 3, 8, 15, 13, 16, 688));
 }
 
 #[test]
 fn escaped_strings_are_unescaped() {
-    let row = transform(&with(&["name", "last"], "O\u{2019}Brien \"Jr\"".into())).unwrap();
+    let row = transform(
+        &with(&["name", "last"], "O\u{2019}Brien \"Jr\"".into()),
+        at(),
+    )
+    .unwrap();
     assert_eq!(row.last_name, "O\u{2019}Brien \"Jr\"");
 }
 
@@ -152,37 +166,41 @@ fn each_missing_required_field_is_named() {
         (&["picture"], "picture.medium is missing"),
     ];
     for (path, reason) in cases {
-        let err = transform(&without(path)).unwrap_err();
+        let err = transform(&without(path), at()).unwrap_err();
         assert_eq!(err.to_string(), *reason, "removing {path:?}");
     }
 }
 
 #[test]
 fn null_and_blank_fields_are_rejected() {
-    let err = transform(&with(&["login", "uuid"], serde_json::Value::Null)).unwrap_err();
+    let err = transform(&with(&["login", "uuid"], serde_json::Value::Null), at()).unwrap_err();
     assert_eq!(err, Invalid::Missing("login.uuid"));
-    let err = transform(&with(&["name", "first"], "  ".into())).unwrap_err();
+    let err = transform(&with(&["name", "first"], "  ".into()), at()).unwrap_err();
     assert_eq!(err, Invalid::Empty("name.first"));
 }
 
 #[test]
 fn malformed_values_are_rejected_with_the_value() {
-    let err = transform(&with(&["login", "uuid"], "not-a-uuid".into())).unwrap_err();
+    let err = transform(&with(&["login", "uuid"], "not-a-uuid".into()), at()).unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"login.uuid is not a valid UUID: "not-a-uuid""#
     );
-    let err = transform(&with(&["login", "uuid"], Uuid::nil().to_string().into())).unwrap_err();
+    let err = transform(
+        &with(&["login", "uuid"], Uuid::nil().to_string().into()),
+        at(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("login.uuid is not a valid non-nil UUID")
     );
-    let err = transform(&with(&["dob", "date"], "yesterday".into())).unwrap_err();
+    let err = transform(&with(&["dob", "date"], "yesterday".into()), at()).unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"dob.date is not a valid RFC 3339 timestamp: "yesterday""#
     );
-    let err = transform(&with(&["email"], "nobody".into())).unwrap_err();
+    let err = transform(&with(&["email"], "nobody".into()), at()).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("email is not a valid email address")
@@ -199,8 +217,8 @@ fn wrong_types_and_non_json_are_rejected_not_panicked() {
         &SAMPLE[..SAMPLE.len() / 2],
         r#"{"error": "Uh oh, something has gone wrong"}"#,
     ] {
-        assert!(transform(bad).is_err(), "{bad:?} accepted");
+        assert!(transform(bad, at()).is_err(), "{bad:?} accepted");
     }
-    let err = transform(&with(&["name", "first"], 42.into())).unwrap_err();
+    let err = transform(&with(&["name", "first"], 42.into()), at()).unwrap_err();
     assert!(matches!(err, Invalid::NotJson(_)), "{err}");
 }

@@ -11,6 +11,7 @@ pub mod config;
 
 pub use config::CassandraOptions;
 
+use super::newest::Newest;
 use super::query::{DeadLetterEntry, UserFilter, UserQuery};
 use super::{Commit, Sink, SinkError};
 use crate::model::UserRow;
@@ -61,7 +62,11 @@ pub fn consistency(name: &str) -> Result<Consistency, String> {
     })
 }
 
-const USER_COLUMNS: &str = "id, first_name, last_name, gender, address, post_code, email, username, dob, registered_date, phone, picture";
+const USER_COLUMNS: &str = "id, first_name, last_name, gender, address, post_code, email, username, dob, registered_date, phone, picture, \"timestamp\"";
+
+/// Rows per page of a table scan: large enough that a scan is few round trips, small enough that
+/// a page is a few megabytes of memory and never near the server's read timeout.
+const SCAN_PAGE_SIZE: i32 = 2000;
 
 type UserTuple = (
     Uuid,
@@ -76,6 +81,7 @@ type UserTuple = (
     Option<CqlTimestamp>,
     Option<String>,
     Option<String>,
+    Option<CqlTimestamp>,
 );
 
 fn to_row(t: UserTuple) -> UserRow {
@@ -95,6 +101,7 @@ fn to_row(t: UserTuple) -> UserRow {
         registered_date: ts(t.9),
         phone: t.10.unwrap_or_default(),
         picture: t.11.unwrap_or_default(),
+        timestamp: ts(t.12),
     }
 }
 
@@ -105,8 +112,7 @@ struct Statements {
     read_position: PreparedStatement,
     get_user: PreparedStatement,
     scan_users: PreparedStatement,
-    /// `scan_users` plus `WRITETIME(first_name)`; `None` where the server lacks WRITETIME.
-    scan_users_written: Option<PreparedStatement>,
+    scan_ids: PreparedStatement,
     scan_dead_letters: PreparedStatement,
 }
 
@@ -161,22 +167,50 @@ impl CassandraStore {
         )
     }
 
-    /// Every user, in token order (Cassandra keeps no other order).
-    fn scan(&self) -> Result<Vec<UserRow>, SinkError> {
+    /// Pages through every row of `statement` (in token order, the only order Cassandra keeps),
+    /// handing each to `each`; memory stays at one page whatever the table's size.
+    fn scan<R, F>(
+        &self,
+        op: &'static str,
+        statement: &PreparedStatement,
+        mut each: F,
+    ) -> Result<(), SinkError>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
+        F: FnMut(R) -> std::ops::ControlFlow<()>,
+    {
         Ok(self.block_on(async {
             let pager = self
                 .session
-                .execute_iter(self.statements.scan_users.clone(), ())
+                .execute_iter(statement.clone(), ())
                 .await
-                .map_err(|e| driver("scan users")(&e))?;
-            let rows = pager
-                .rows_stream::<UserTuple>()
-                .map_err(|e| driver("scan users")(&e))?;
-            rows.map_ok(to_row)
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| driver("scan users")(&e))
+                .map_err(|e| driver(op)(&e))?;
+            let mut rows = pager.rows_stream::<R>().map_err(|e| driver(op)(&e))?;
+            while let Some(row) = rows.try_next().await.map_err(|e| driver(op)(&e))? {
+                if each(row).is_break() {
+                    break;
+                }
+            }
+            Ok::<_, CassandraError>(())
         })?)
+    }
+
+    /// The `limit` newest users (by `timestamp`, then id) among those `keep` accepts, newest
+    /// first, paging through the table with only `limit` rows held.
+    fn newest_users(
+        &self,
+        limit: usize,
+        keep: impl Fn(&UserRow) -> bool,
+    ) -> Result<Vec<UserRow>, SinkError> {
+        let mut newest = Newest::new(limit);
+        self.scan("scan users", &self.statements.scan_users, |t: UserTuple| {
+            let row = to_row(t);
+            if keep(&row) {
+                newest.push((row.timestamp, std::cmp::Reverse(row.id)), row);
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(newest.into_vec())
     }
 }
 
@@ -215,7 +249,7 @@ async fn connect(
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.created_users (id UUID PRIMARY KEY, first_name TEXT, \
              last_name TEXT, gender TEXT, address TEXT, post_code TEXT, email TEXT, username TEXT, \
-             dob TIMESTAMP, registered_date TIMESTAMP, phone TEXT, picture TEXT)"
+             dob TIMESTAMP, registered_date TIMESTAMP, phone TEXT, picture TEXT, \"timestamp\" TIMESTAMP)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.userstream_dead_letters (log_id TEXT, log_seq BIGINT, \
@@ -231,6 +265,8 @@ async fn connect(
             .await
             .map_err(|e| driver("create schema")(&e))?;
     }
+
+    add_timestamp_column(&session, ks).await?;
 
     let level = consistency(&options.consistency).map_err(CassandraError::Config)?;
     let prepare = |cql: String| {
@@ -248,7 +284,7 @@ async fn connect(
     };
     let statements = Statements {
         insert_user: prepare(format!(
-            "INSERT INTO {ks}.created_users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO {ks}.created_users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .await?,
         insert_dead_letter: prepare(format!(
@@ -261,18 +297,47 @@ async fn connect(
         .await?,
         read_position: prepare(format!("SELECT position FROM {ks}.userstream_positions WHERE log_id = ?")).await?,
         get_user: prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users WHERE id = ?")).await?,
-        scan_users: prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users")).await?,
-        scan_users_written: prepare(format!(
-            "SELECT {USER_COLUMNS}, WRITETIME(first_name) FROM {ks}.created_users"
-        ))
-        .await
-        .ok(),
-        scan_dead_letters: prepare(format!(
+        scan_users: paged(prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users")).await?),
+        scan_ids: paged(prepare(format!("SELECT id FROM {ks}.created_users")).await?),
+        scan_dead_letters: paged(prepare(format!(
             "SELECT log_seq, reason, failed_at, record FROM {ks}.userstream_dead_letters"
         ))
-        .await?,
+        .await?),
     };
     Ok((session, statements))
+}
+
+fn paged(mut statement: PreparedStatement) -> PreparedStatement {
+    statement.set_page_size(SCAN_PAGE_SIZE);
+    statement
+}
+
+/// Tables created before seed 004's `timestamp` column gain it (`ALTER TABLE ... ADD` has no
+/// `IF NOT EXISTS`, so the schema is asked first). Their old rows read back with the epoch.
+async fn add_timestamp_column(session: &Session, ks: &str) -> Result<(), CassandraError> {
+    let columns = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = 'created_users'",
+            (ks,),
+        )
+        .await
+        .map_err(|e| driver("read schema")(&e))?
+        .into_rows_result()
+        .map_err(|e| driver("read schema")(&e))?;
+    let has_timestamp = columns
+        .rows::<(String,)>()
+        .map_err(|e| driver("read schema")(&e))?
+        .any(|c| c.is_ok_and(|(name,)| name == "timestamp"));
+    if !has_timestamp {
+        session
+            .query_unpaged(
+                format!("ALTER TABLE {ks}.created_users ADD \"timestamp\" TIMESTAMP"),
+                (),
+            )
+            .await
+            .map_err(|e| driver("add the timestamp column")(&e))?;
+    }
+    Ok(())
 }
 
 /// One write with retries: timeouts, overload and unavailability are worth another attempt
@@ -320,6 +385,7 @@ impl Sink for CassandraStore {
                     CqlTimestamp(row.registered_date.timestamp_millis()),
                     &row.phone,
                     &row.picture,
+                    CqlTimestamp(row.timestamp.timestamp_millis()),
                 );
                 write_with_retry(session, &s.insert_user, values, attempts)
             }))
@@ -356,9 +422,17 @@ impl Sink for CassandraStore {
     }
 }
 
+/// Queries page through the tables (`SCAN_PAGE_SIZE` rows at a time) and hold at most the rows
+/// they answer with: Cassandra has no index to order or filter by, and a table may be far larger
+/// than memory.
 impl UserQuery for CassandraStore {
     fn count(&self) -> Result<u64, SinkError> {
-        Ok(self.scan()?.len() as u64)
+        let mut count = 0;
+        self.scan("count users", &self.statements.scan_ids, |_: (Uuid,)| {
+            count += 1;
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(count)
     }
 
     fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
@@ -378,51 +452,9 @@ impl UserQuery for CassandraStore {
         })?)
     }
 
-    /// Cassandra keeps no insertion order and DATA.md's table has no time column, so "latest"
-    /// orders by the cells' write time (`WRITETIME`), the same order the other stores use. A
-    /// server without WRITETIME (the test server) gets token order instead.
+    /// By `timestamp` (when the user was fetched), newest first, as every store orders.
     fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
-        let Some(statement) = &self.statements.scan_users_written else {
-            let mut rows = self.scan()?;
-            rows.truncate(limit);
-            return Ok(rows);
-        };
-        let mut rows = self.block_on(async {
-            let pager = self
-                .session
-                .execute_iter(statement.clone(), ())
-                .await
-                .map_err(|e| driver("scan users")(&e))?;
-            let rows = pager
-                .rows_stream::<(
-                    Uuid,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<CqlTimestamp>,
-                    Option<CqlTimestamp>,
-                    Option<String>,
-                    Option<String>,
-                    Option<i64>,
-                )>()
-                .map_err(|e| driver("scan users")(&e))?;
-            rows.map_ok(|t| {
-                let written = t.12.unwrap_or(0);
-                (
-                    written,
-                    to_row((t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, t.11)),
-                )
-            })
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| driver("scan users")(&e))
-        })?;
-        rows.sort_by_key(|(written, _)| std::cmp::Reverse(*written));
-        Ok(rows.into_iter().take(limit).map(|(_, row)| row).collect())
+        self.newest_users(limit, |_| true)
     }
 
     fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
@@ -431,49 +463,51 @@ impl UserQuery for CassandraStore {
             .as_ref()
             .map(|c| format!(", {}", c.trim().to_lowercase()));
         let gender = filter.gender.as_ref().map(|g| g.to_lowercase());
-        Ok(self
-            .scan()?
-            .into_iter()
-            .filter(|r| {
-                country
-                    .as_ref()
-                    .is_none_or(|c| r.address.to_lowercase().ends_with(c.as_str()))
-            })
-            .filter(|r| {
-                gender
+        self.newest_users(filter.limit, |r| {
+            country
+                .as_ref()
+                .is_none_or(|c| r.address.to_lowercase().ends_with(c.as_str()))
+                && gender
                     .as_ref()
                     .is_none_or(|g| r.gender.to_lowercase() == *g)
-            })
-            .take(filter.limit)
-            .collect())
+        })
     }
 
     fn dead_letter_count(&self) -> Result<u64, SinkError> {
-        Ok(self.dead_letters(usize::MAX)?.len() as u64)
+        let mut count = 0;
+        self.scan(
+            "count dead letters",
+            &self.statements.scan_dead_letters,
+            |_: DeadLetterTuple| {
+                count += 1;
+                std::ops::ControlFlow::Continue(())
+            },
+        )?;
+        Ok(count)
     }
 
+    /// Newest failure first, as every store orders.
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
-        Ok(self.block_on(async {
-            let pager = self
-                .session
-                .execute_iter(self.statements.scan_dead_letters.clone(), ())
-                .await
-                .map_err(|e| driver("scan dead letters")(&e))?;
-            let rows = pager
-                .rows_stream::<(i64, Option<String>, Option<CqlTimestamp>, Option<String>)>()
-                .map_err(|e| driver("scan dead letters")(&e))?;
-            rows.take(limit)
-                .map_ok(|(seq, reason, at, record)| DeadLetterEntry {
+        let mut newest = Newest::new(limit);
+        self.scan(
+            "scan dead letters",
+            &self.statements.scan_dead_letters,
+            |(seq, reason, at, record): DeadLetterTuple| {
+                let at = at.map_or(0, |t| t.0);
+                let entry = DeadLetterEntry {
                     log_seq: seq as u64,
                     reason: reason.unwrap_or_default(),
-                    failed_at: DateTime::from_timestamp_millis(at.map_or(0, |t| t.0))
+                    failed_at: DateTime::from_timestamp_millis(at)
                         .map(|t| crate::model::row::format_timestamp(&t))
                         .unwrap_or_default(),
                     record: record.unwrap_or_default(),
-                })
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| driver("scan dead letters")(&e))
-        })?)
+                };
+                newest.push((at, seq), entry);
+                std::ops::ControlFlow::Continue(())
+            },
+        )?;
+        Ok(newest.into_vec())
     }
 }
+
+type DeadLetterTuple = (i64, Option<String>, Option<CqlTimestamp>, Option<String>);

@@ -4,7 +4,8 @@ use super::*;
 use crate::process::transform;
 use crate::sink::DeadLetter;
 
-fn row(uuid: &str, first: &str) -> UserRow {
+/// A user fetched at `second` seconds past the epoch.
+fn row_at(uuid: &str, first: &str, second: i64) -> UserRow {
     let record = serde_json::json!({
         "gender": "male", "name": {"first": first, "last": "Smith"},
         "location": {"street": {"number": 1, "name": "High St"}, "city": "Leeds",
@@ -13,7 +14,12 @@ fn row(uuid: &str, first: &str) -> UserRow {
         "dob": {"date": "1990-01-01T00:00:00.000Z"}, "registered": {"date": "2010-01-01T00:00:00.000Z"},
         "phone": "p", "picture": {"medium": "m"}
     });
-    transform(&record.to_string()).unwrap()
+    let fetched_at = chrono::DateTime::from_timestamp(second, 0).unwrap();
+    transform(&record.to_string(), fetched_at).unwrap()
+}
+
+fn row(uuid: &str, first: &str) -> UserRow {
+    row_at(uuid, first, 1_700_000_000)
 }
 
 const A: &str = "7a0eed16-9430-4d68-901f-c0d4c1c3bf00";
@@ -51,7 +57,7 @@ fn commit_is_idempotent_and_keeps_position_per_log() {
 fn last_write_wins_and_queries_filter() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-    let first = [row(A, "Ann"), row(B, "Bob")];
+    let first = [row_at(A, "Ann", 1), row_at(B, "Bob", 2)];
     store
         .commit(Commit {
             rows: &first,
@@ -60,7 +66,8 @@ fn last_write_wins_and_queries_filter() {
             position: 2,
         })
         .unwrap();
-    let again = [row(A, "Anna")];
+    assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
+    let again = [row_at(A, "Anna", 3)];
     store
         .commit(Commit {
             rows: &again,
@@ -71,7 +78,14 @@ fn last_write_wins_and_queries_filter() {
         .unwrap();
     assert_eq!(store.count().unwrap(), 2);
     assert_eq!(store.get(first[0].id).unwrap().unwrap().first_name, "Anna");
-    assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
+    // Latest by fetch time: A was fetched again after B.
+    let latest: Vec<_> = store
+        .latest(2)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.first_name)
+        .collect();
+    assert_eq!(latest, ["Anna", "Bob"]);
     let uk = UserFilter {
         country: Some("united kingdom".into()),
         gender: Some("MALE".into()),
@@ -84,4 +98,46 @@ fn last_write_wins_and_queries_filter() {
         ..Default::default()
     };
     assert!(store.filter(&fr).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_1_store_gains_the_timestamp_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE created_users (id BLOB PRIMARY KEY, first_name TEXT NOT NULL,
+                 last_name TEXT NOT NULL, gender TEXT NOT NULL, address TEXT NOT NULL,
+                 post_code TEXT NOT NULL, email TEXT NOT NULL, username TEXT NOT NULL,
+                 dob TEXT NOT NULL, registered_date TEXT NOT NULL, phone TEXT NOT NULL,
+                 picture TEXT NOT NULL);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let old = row(A, "Ann");
+        conn.execute(
+            "INSERT INTO created_users VALUES (?1, 'Ann', 'S', 'male', 'a', 'p', 'e', 'u',
+                 '1990-01-01T00:00:00.000Z', '2010-01-01T00:00:00.000Z', 'p', 'm')",
+            [old.id.as_bytes()],
+        )
+        .unwrap();
+    }
+    let mut store = SqliteStore::open(&path).unwrap();
+    let old = store.get(row(A, "Ann").id).unwrap().unwrap();
+    assert_eq!(
+        old.timestamp.timestamp(),
+        0,
+        "rows from before the column sort oldest"
+    );
+    let new = [row(B, "Bob")];
+    store
+        .commit(Commit {
+            rows: &new,
+            dead_letters: &[],
+            log_id: "l",
+            position: 1,
+        })
+        .unwrap();
+    assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
 }
