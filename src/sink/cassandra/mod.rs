@@ -151,7 +151,15 @@ impl CassandraStore {
             .enable_all()
             .build()
             .map_err(|e| CassandraError::Config(format!("starting runtime: {e}")))?;
-        let (session, statements) = block_on(&runtime, connect(nodes, options))?;
+        let (session, statements) = match block_on(&runtime, connect(nodes, options)) {
+            Ok(connected) => connected,
+            Err(err) => {
+                // Dropping a runtime blocks, which panics inside async code (`run` opens the
+                // store there): let it wind down in the background instead.
+                runtime.shutdown_background();
+                return Err(err.into());
+            }
+        };
         Ok(Self {
             runtime: Some(runtime),
             session: Arc::new(session),
@@ -244,26 +252,48 @@ async fn connect(
 
     let ks = &options.keyspace;
     let replication = options.replication_map().map_err(CassandraError::Config)?;
-    for ddl in [
-        format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.created_users (id UUID PRIMARY KEY, first_name TEXT, \
-             last_name TEXT, gender TEXT, address TEXT, post_code TEXT, email TEXT, username TEXT, \
-             dob TIMESTAMP, registered_date TIMESTAMP, phone TEXT, picture TEXT, \"timestamp\" TIMESTAMP)"
+    // Only what is missing is created: `CREATE ... IF NOT EXISTS` still needs the CREATE
+    // permission, which a least-privilege role writing into a prepared keyspace lacks.
+    let existing = existing_tables(&session, ks).await?;
+    for (table, ddl) in [
+        (
+            None,
+            format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.userstream_dead_letters (log_id TEXT, log_seq BIGINT, \
-             reason TEXT, record TEXT, failed_at TIMESTAMP, PRIMARY KEY (log_id, log_seq))"
+        (
+            Some("created_users"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.created_users (id UUID PRIMARY KEY, first_name TEXT, \
+                 last_name TEXT, gender TEXT, address TEXT, post_code TEXT, email TEXT, username TEXT, \
+                 dob TIMESTAMP, registered_date TIMESTAMP, phone TEXT, picture TEXT, \"timestamp\" TIMESTAMP)"
+            ),
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.userstream_positions (log_id TEXT PRIMARY KEY, \
-             position BIGINT, updated_at TIMESTAMP)"
+        (
+            Some("userstream_dead_letters"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.userstream_dead_letters (log_id TEXT, log_seq BIGINT, \
+                 reason TEXT, record TEXT, failed_at TIMESTAMP, PRIMARY KEY (log_id, log_seq))"
+            ),
+        ),
+        (
+            Some("userstream_positions"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.userstream_positions (log_id TEXT PRIMARY KEY, \
+                 position BIGINT, updated_at TIMESTAMP)"
+            ),
         ),
     ] {
-        session
-            .query_unpaged(ddl, ())
-            .await
-            .map_err(|e| driver("create schema")(&e))?;
+        let exists = match (table, &existing) {
+            (None, keyspace) => keyspace.is_some(),
+            (Some(table), Some(tables)) => tables.iter().any(|t| t == table),
+            (Some(_), None) => false,
+        };
+        if !exists {
+            session
+                .query_unpaged(ddl, ())
+                .await
+                .map_err(|e| driver("create schema")(&e))?;
+        }
     }
 
     add_timestamp_column(&session, ks).await?;
@@ -305,6 +335,38 @@ async fn connect(
         .await?),
     };
     Ok((session, statements))
+}
+
+/// The tables of keyspace `ks`, or `None` if there is no such keyspace.
+async fn existing_tables(session: &Session, ks: &str) -> Result<Option<Vec<String>>, CassandraError> {
+    let read = |e: &dyn std::fmt::Display| driver("read schema")(e);
+    let keyspaces = session
+        .query_unpaged(
+            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (ks,),
+        )
+        .await
+        .map_err(|e| read(&e))?
+        .into_rows_result()
+        .map_err(|e| read(&e))?;
+    if keyspaces.rows_num() == 0 {
+        return Ok(None);
+    }
+    let tables = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+            (ks,),
+        )
+        .await
+        .map_err(|e| read(&e))?
+        .into_rows_result()
+        .map_err(|e| read(&e))?;
+    let names = tables
+        .rows::<(String,)>()
+        .map_err(|e| read(&e))?
+        .map(|row| row.map(|(name,)| name).map_err(|e| read(&e)))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(names))
 }
 
 fn paged(mut statement: PreparedStatement) -> PreparedStatement {
