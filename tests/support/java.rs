@@ -30,6 +30,9 @@ pub fn server_dir(server: &str) -> PathBuf {
 
 /// The class path of `tests/servers/<server>/pom.xml`'s dependencies, resolved by Maven once.
 pub fn classpath(server: &str) -> String {
+    // One resolution at a time: tests starting servers at once would race on the cache file.
+    static RESOLVING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = RESOLVING.lock().unwrap_or_else(|e| e.into_inner());
     let pom = server_dir(server).join("pom.xml");
     let text = std::fs::read(&pom).unwrap_or_else(|e| panic!("{}: {e}", pom.display()));
     let mut hasher = DefaultHasher::new();

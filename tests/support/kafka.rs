@@ -339,10 +339,11 @@ pub async fn broker_killed_mid_run(cluster: Arc<KafkaCluster>, name: &str, resta
         "the relay waited out the dead broker and sent every record"
     );
     let store = dir.path().join("store.db");
-    wait_until("every user stored", || {
-        super::count(&store, "created_users") == users
+    wait_until("every user stored, or the processor stopped", || {
+        super::count(&store, "created_users") == users || run.is_finished()
     })
     .await;
+    assert!(!run.is_finished(), "the processor stopped: {:?}", run.await);
     cancel.cancel();
     run.await.unwrap().unwrap();
     let (_, logged) = super::log_uuids(dir.path());

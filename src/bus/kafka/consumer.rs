@@ -34,6 +34,10 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.wait.max.ms", "50"),
 ];
 
+/// Attempts at committing a batch's offsets: about 75 s in all, as long as the store's commits are
+/// retried, which outlasts a broker restart.
+const COMMIT_ATTEMPTS: u32 = 12;
+
 /// How long a batch waits for more messages once it has one. A fetch response lands in
 /// librdkafka's queue all at once, so a short window still takes whole fetches at full speed, and
 /// at a low rate it adds little to each record's latency.
@@ -150,13 +154,20 @@ impl<S: Sink> KafkaProcessor<S> {
         loop {
             let first = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
-                message = self.consumer.recv() => message?.detach(),
-                () = tokio::time::sleep(Duration::from_millis(200)), if drain.is_cancelled() => {
-                    let lagging = self.lagging()?;
-                    if lagging.is_empty() {
-                        return Ok(());
+                message = self.consumer.recv() => match message {
+                    Ok(message) => message.detach(),
+                    Err(err) => {
+                        survive(err)?;
+                        continue;
                     }
-                    drain_report.observe(lagging);
+                },
+                () = tokio::time::sleep(Duration::from_millis(200)), if drain.is_cancelled() => {
+                    match self.lagging() {
+                        Ok(lagging) if lagging.is_empty() => return Ok(()),
+                        Ok(lagging) => drain_report.observe(lagging),
+                        // The brokers may be restarting: ask again at the next tick.
+                        Err(err) => tracing::warn!(error = %err, "Kafka drain: reading the group's lag failed"),
+                    }
                     continue;
                 }
             };
@@ -169,7 +180,13 @@ impl<S: Sink> KafkaProcessor<S> {
                 tokio::select! {
                     () = &mut window => break,
                     message = self.consumer.recv() => {
-                        let message = message?.detach();
+                        let message = match message {
+                            Ok(message) => message.detach(),
+                            Err(err) => {
+                                survive(err)?;
+                                continue;
+                            }
+                        };
                         if self.consumer.context().take_revoked() {
                             // Partitions were handed over while these waited unwritten. Their
                             // next owner (maybe this member again) reads them from the last
@@ -269,19 +286,34 @@ impl<S: Sink> KafkaProcessor<S> {
         for (partition, (_, last)) in &rows_by_partition {
             offsets.add_partition_offset(&topic, *partition, Offset::Offset(last + 1))?;
         }
-        match self.consumer.commit(&offsets, CommitMode::Sync) {
-            Ok(()) => {}
-            // The group moved on while we stored: the partitions' new owners resume from the
-            // last committed offsets and rewrite these rows, which upserts make harmless.
-            Err(KafkaError::ConsumerCommit(
-                code @ (RDKafkaErrorCode::RebalanceInProgress
-                | RDKafkaErrorCode::IllegalGeneration
-                | RDKafkaErrorCode::UnknownMemberId),
-            )) => tracing::warn!(
-                ?code,
-                "offset commit lost to a rebalance; the batch will be redone idempotently"
-            ),
-            Err(err) => return Err(err.into()),
+        let mut attempt = 1;
+        loop {
+            match self.consumer.commit(&offsets, CommitMode::Sync) {
+                Ok(()) => break,
+                // The group moved on while we stored: the partitions' new owners resume from the
+                // last committed offsets and rewrite these rows, which upserts make harmless.
+                Err(KafkaError::ConsumerCommit(
+                    code @ (RDKafkaErrorCode::RebalanceInProgress
+                    | RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId),
+                )) => {
+                    tracing::warn!(
+                        ?code,
+                        "offset commit lost to a rebalance; the batch will be redone idempotently"
+                    );
+                    break;
+                }
+                // The coordinator is unreachable (a broker restarting, a cut connection): the
+                // rows are stored, so retrying the same commit is safe, and it is the only way
+                // the group's lag ever reaches 0 if this was the last batch.
+                Err(err) if attempt < COMMIT_ATTEMPTS => {
+                    let delay = Duration::from_millis(100 * 2u64.pow(attempt.min(7)));
+                    tracing::warn!(error = %err, attempt, ?delay, "offset commit failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         let committed_at = chrono::Utc::now().timestamp_micros();
         {
@@ -302,6 +334,20 @@ impl<S: Sink> KafkaProcessor<S> {
             .dead_letters
             .fetch_add(poison.len() as u64, Relaxed);
         Ok(())
+    }
+}
+
+/// Errors from `recv` that the consumer outlives. librdkafka reports a lost connection, all brokers
+/// down, a transport or timeout error as an event and keeps reconnecting and fetching by itself;
+/// stopping on one would stop consumption for good over a broker restart. Only what it flags as
+/// fatal (e.g. fenced by a newer instance) ends the run.
+fn survive(err: KafkaError) -> Result<(), KafkaPathError> {
+    match err {
+        KafkaError::MessageConsumption(code) => {
+            tracing::warn!(%code, "Kafka consumer: transient error, reconnecting");
+            Ok(())
+        }
+        fatal => Err(fatal.into()),
     }
 }
 
