@@ -338,7 +338,10 @@ async fn connect(
 }
 
 /// The tables of keyspace `ks`, or `None` if there is no such keyspace.
-async fn existing_tables(session: &Session, ks: &str) -> Result<Option<Vec<String>>, CassandraError> {
+async fn existing_tables(
+    session: &Session,
+    ks: &str,
+) -> Result<Option<Vec<String>>, CassandraError> {
     let read = |e: &dyn std::fmt::Display| driver("read schema")(e);
     let keyspaces = session
         .query_unpaged(
