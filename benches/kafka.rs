@@ -3,7 +3,8 @@
 //! its Maven Central jars as the tests do, with the JVM's full JIT), with 1 and with 3
 //! consumer-group members in this process. Broker and pipeline share the machine's cores.
 //!
-//! `USERSTREAM_BENCH_USERS` sets the size (default 100000).
+//! `USERSTREAM_BENCH_USERS` sets the size (default 100000); `USERSTREAM_BENCH_RATE` holds a rate
+//! (users/s) instead of full speed; `USERSTREAM_BENCH_PROCESSORS` runs one count ("1" or "3").
 
 #[path = "../tests/support/servers.rs"]
 mod support;
@@ -15,10 +16,15 @@ use userstream::config::Config;
 use userstream::registry::{RegistryStore, server};
 
 fn main() {
-    let users: u64 = std::env::var("USERSTREAM_BENCH_USERS")
-        .ok()
+    let env = |key: &str| std::env::var(key).ok();
+    let users: u64 = env("USERSTREAM_BENCH_USERS")
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let rate: Option<f64> = env("USERSTREAM_BENCH_RATE").and_then(|v| v.parse().ok());
+    let counts: Vec<usize> = match env("USERSTREAM_BENCH_PROCESSORS") {
+        Some(n) => vec![n.parse().expect("USERSTREAM_BENCH_PROCESSORS is a number")],
+        None => vec![1, 3],
+    };
     let cluster = KafkaCluster::start_for_bench(1);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -27,7 +33,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let registry_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, server::router(store)).await });
-        for processors in [1, 3] {
+        for processors in counts {
             let topic = format!("users_created.bench{processors}");
             let mut config = Config::default();
             config.kafka.brokers = Some(cluster.bootstrap_servers());
@@ -40,7 +46,7 @@ fn main() {
             let data = tempfile::tempdir().unwrap();
             let options = BenchOptions {
                 users,
-                rate: None,
+                rate,
                 data_dir: data.path().to_path_buf(),
             };
             let report = run_bench(&config, &options).await.unwrap();

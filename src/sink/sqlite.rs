@@ -83,7 +83,7 @@ impl SqliteStore {
     /// back to an earlier commit, rows and position together, and the processor then re-reads the
     /// log from that position and rewrites the same rows.
     pub fn open(path: &Path) -> Result<Self, SinkError> {
-        let conn = Connection::open(path).map_err(sql("open"))?;
+        let mut conn = Connection::open(path).map_err(sql("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(sql("set busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -111,13 +111,23 @@ impl SqliteStore {
                 ),
             });
         }
+        // One write transaction that re-reads the version: a crash mid-migration leaves the old
+        // version whole, and of two processes opening an old store one migrates, the other
+        // then sees the new version.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin schema upgrade"))?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql("read schema version"))?;
         if version == 1 {
-            conn.execute_batch(MIGRATE_1_TO_2)
+            tx.execute_batch(MIGRATE_1_TO_2)
                 .map_err(sql("add the timestamp column"))?;
         }
-        conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        tx.execute_batch(SCHEMA).map_err(sql("create schema"))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sql("set schema version"))?;
+        tx.commit().map_err(sql("commit schema upgrade"))?;
         Ok(Self { conn })
     }
 

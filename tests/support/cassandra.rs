@@ -14,13 +14,14 @@ use std::time::Duration;
 use tempfile::TempDir;
 use userstream::sink::cassandra::CassandraOptions;
 
+/// Fields drop in order: the process is killed before its directory is removed.
 pub struct Cassandra {
+    process: Mutex<Option<JavaProcess>>,
     dir: TempDir,
     pub port: u16,
     /// With password authentication and TLS-only clients: the node's certificate (the clients'
     /// `ca_file`).
     pub tls: Option<SelfSigned>,
-    process: Mutex<Option<JavaProcess>>,
 }
 
 /// The superuser Cassandra creates on first start under `PasswordAuthenticator`.

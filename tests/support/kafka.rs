@@ -309,8 +309,8 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
 }
 
 /// A broker SIGKILLed while the relay publishes and a consumer group stores. With `restart`
-/// (a single-node cluster) it is started again on the same data directory: nothing can be
-/// acknowledged while it is down, and the relay and the consumer reconnect by themselves. On a
+/// (a single-node cluster) it is started again on the same data directory, and the relay and
+/// the consumer reconnect by themselves. On a
 /// cluster of three (replication 3, `min.insync.replicas=2`) the others carry on without it.
 /// Either way every user is stored exactly once and none is missing from the topic.
 pub async fn broker_killed_mid_run(cluster: Arc<KafkaCluster>, name: &str, restart: bool) {

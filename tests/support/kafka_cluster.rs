@@ -22,11 +22,12 @@ pub struct KafkaCluster {
     for_bench: bool,
 }
 
+/// Fields drop in order: the process is killed before its directory is removed.
 struct Node {
+    process: Mutex<Option<JavaProcess>>,
     id: usize,
     dir: TempDir,
     port: u16,
-    process: Mutex<Option<JavaProcess>>,
 }
 
 impl KafkaCluster {

@@ -151,22 +151,32 @@ impl<S: Sink> KafkaProcessor<S> {
         drain: &CancellationToken,
     ) -> Result<(), KafkaPathError> {
         let mut drain_report = DrainReport::default();
+        let mut outage = Outage::default();
         loop {
             let first = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 message = self.consumer.recv() => match message {
-                    Ok(message) => message.detach(),
+                    Ok(message) => {
+                        outage.ended();
+                        message.detach()
+                    }
                     Err(err) => {
-                        survive(err)?;
+                        outage.survive(err)?;
                         continue;
                     }
                 },
                 () = tokio::time::sleep(Duration::from_millis(200)), if drain.is_cancelled() => {
                     match self.lagging() {
                         Ok(lagging) if lagging.is_empty() => return Ok(()),
-                        Ok(lagging) => drain_report.observe(lagging),
+                        Ok(lagging) => {
+                            outage.ended();
+                            drain_report.observe(lagging);
+                        }
                         // The brokers may be restarting: ask again at the next tick.
-                        Err(err) => tracing::warn!(error = %err, "Kafka drain: reading the group's lag failed"),
+                        Err(KafkaPathError::Kafka(err)) => outage.survive(KafkaError::MessageConsumption(
+                            err.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown),
+                        ))?,
+                        Err(err) => return Err(err),
                     }
                     continue;
                 }
@@ -183,7 +193,7 @@ impl<S: Sink> KafkaProcessor<S> {
                         let message = match message {
                             Ok(message) => message.detach(),
                             Err(err) => {
-                                survive(err)?;
+                                outage.survive(err)?;
                                 continue;
                             }
                         };
@@ -337,17 +347,50 @@ impl<S: Sink> KafkaProcessor<S> {
     }
 }
 
-/// Errors from `recv` that the consumer outlives. librdkafka reports a lost connection, all brokers
-/// down, a transport or timeout error as an event and keeps reconnecting and fetching by itself;
-/// stopping on one would stop consumption for good over a broker restart. Only what it flags as
-/// fatal (e.g. fenced by a newer instance) ends the run.
-fn survive(err: KafkaError) -> Result<(), KafkaPathError> {
-    match err {
-        KafkaError::MessageConsumption(code) => {
-            tracing::warn!(%code, "Kafka consumer: transient error, reconnecting");
-            Ok(())
+/// How long the consumer rides out errors that librdkafka recovers from by itself before it
+/// gives up: longer than a broker restart or a rolling upgrade's step, short enough that a wrong
+/// address or a cluster that is gone for good ends the run with an error instead of a silent wait.
+pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(300);
+
+/// Tracks errors the consumer outlives. librdkafka reports a lost connection, all brokers down,
+/// a transport or timeout error as an event and keeps reconnecting and fetching by itself, so
+/// stopping on one would stop consumption for good over a broker restart. Errors it flags fatal,
+/// and authentication and authorization failures (which no retry fixes), end the run at once;
+/// the others end it once nothing has succeeded for [`UNREACHABLE_LIMIT`].
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// Something worked: the outage, if any, is over.
+    fn ended(&mut self) {
+        if self.since.take().is_some() {
+            tracing::info!("Kafka consumer: brokers reachable again");
         }
-        fatal => Err(fatal.into()),
+    }
+
+    fn survive(&mut self, err: KafkaError) -> Result<(), KafkaPathError> {
+        let KafkaError::MessageConsumption(code) = err else {
+            return Err(err.into());
+        };
+        if matches!(
+            code,
+            RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+        ) {
+            return Err(err.into());
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > UNREACHABLE_LIMIT {
+            tracing::error!(%code, "Kafka consumer: no progress for {UNREACHABLE_LIMIT:?}, giving up");
+            return Err(err.into());
+        }
+        tracing::warn!(%code, down_for = ?since.elapsed(), "Kafka consumer: transient error, reconnecting");
+        Ok(())
     }
 }
 

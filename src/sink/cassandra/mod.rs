@@ -394,13 +394,20 @@ async fn add_timestamp_column(session: &Session, ks: &str) -> Result<(), Cassand
         .map_err(|e| driver("read schema")(&e))?
         .any(|c| c.is_ok_and(|(name,)| name == "timestamp"));
     if !has_timestamp {
-        session
+        let added = session
             .query_unpaged(
                 format!("ALTER TABLE {ks}.created_users ADD \"timestamp\" TIMESTAMP"),
                 (),
             )
-            .await
-            .map_err(|e| driver("add the timestamp column")(&e))?;
+            .await;
+        // Another process may have added it between our read and our ALTER.
+        if let Err(err) = added
+            && !err
+                .to_string()
+                .contains("conflicts with an existing column")
+        {
+            return Err(driver("add the timestamp column")(&err));
+        }
     }
     Ok(())
 }
