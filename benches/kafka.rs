@@ -1,6 +1,6 @@
 //! `cargo bench --bench kafka`: the whole Kafka path (ingest -> log -> relay -> Avro on Kafka ->
 //! consumer group -> store) against a real Apache Kafka 4.3 broker (KRaft, one node, started from
-//! its Maven Central jars as the tests do, with the JVM's full JIT), with 1 and with 3
+//! its Maven Central jars exactly as the tests start it), with 1 and with 3
 //! consumer-group members in this process. Broker and pipeline share the machine's cores.
 //!
 //! `USERSTREAM_BENCH_USERS` sets the size (default 100000); `USERSTREAM_BENCH_RATE` holds a rate
@@ -25,7 +25,7 @@ fn main() {
         Some(n) => vec![n.parse().expect("USERSTREAM_BENCH_PROCESSORS is a number")],
         None => vec![1, 3],
     };
-    let cluster = KafkaCluster::start_for_bench(1);
+    let cluster = KafkaCluster::start(1);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();

@@ -83,3 +83,48 @@ async fn run_creates_its_topics_and_uses_its_embedded_registry() {
         "created by run, holding every user once"
     );
 }
+
+/// `userstream run` on Kafka at a steady rate, where the consumer sits idle in `recv` between
+/// pages, ends by itself once `--max-users` are stored. (It used to wait for a message that
+/// never came: starting the drain did not wake an idle member.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_at_a_steady_rate_ends_once_max_users_are_stored() {
+    let cluster = shared_cluster().await;
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .args(["-q", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "run",
+            "--batch-size",
+            "100",
+            "--rate",
+            "500",
+            "--max-users",
+            "1000",
+        ])
+        .env("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers())
+        .env("USERSTREAM_KAFKA__TOPIC", "users_created.steady")
+        .env("USERSTREAM_KAFKA__DLQ_TOPIC", "users_created.steady.dlq")
+        .env("USERSTREAM_KAFKA__GROUP_ID", "steady-group")
+        .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("run did not end within 120 s of starting a 2 s ingest");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(status.success());
+    assert_eq!(
+        support::count(&dir.path().join("store.db"), "created_users"),
+        1000
+    );
+}

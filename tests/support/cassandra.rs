@@ -17,6 +17,7 @@ use userstream::sink::cassandra::CassandraOptions;
 /// Fields drop in order: the process is killed before its directory is removed.
 pub struct Cassandra {
     process: Mutex<Option<JavaProcess>>,
+
     dir: TempDir,
     pub port: u16,
     /// With password authentication and TLS-only clients: the node's certificate (the clients'

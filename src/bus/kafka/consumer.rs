@@ -155,6 +155,9 @@ impl<S: Sink> KafkaProcessor<S> {
         loop {
             let first = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
+                // A member idle in `recv` must still notice the drain starting: without this
+                // branch nothing wakes it until the next message, which may never come.
+                () = drain.cancelled(), if !drain.is_cancelled() => continue,
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
                         outage.ended();
@@ -459,4 +462,47 @@ async fn send_dead_letters(
         tracing::warn!(reason = %p.reason, partition = p.partition, offset = p.offset, "message dead-lettered");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumption(code: RDKafkaErrorCode) -> KafkaError {
+        KafkaError::MessageConsumption(code)
+    }
+
+    #[test]
+    fn an_outage_is_ridden_out_until_the_limit_and_auth_failures_end_at_once() {
+        let mut outage = Outage::default();
+        assert!(
+            outage
+                .survive(consumption(RDKafkaErrorCode::AllBrokersDown))
+                .is_ok()
+        );
+        assert!(
+            outage
+                .survive(consumption(RDKafkaErrorCode::BrokerTransportFailure))
+                .is_ok()
+        );
+        outage.since = Some(Instant::now() - UNREACHABLE_LIMIT - Duration::from_secs(1));
+        assert!(
+            outage
+                .survive(consumption(RDKafkaErrorCode::AllBrokersDown))
+                .is_err()
+        );
+        outage.ended();
+        assert!(
+            outage
+                .survive(consumption(RDKafkaErrorCode::AllBrokersDown))
+                .is_ok()
+        );
+        for fatal in [
+            consumption(RDKafkaErrorCode::SaslAuthenticationFailed),
+            consumption(RDKafkaErrorCode::TopicAuthorizationFailed),
+            KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fenced),
+        ] {
+            assert!(Outage::default().survive(fatal).is_err());
+        }
+    }
 }
