@@ -131,13 +131,25 @@ pub struct JavaProcess {
 impl JavaProcess {
     /// Starts `java ARGS` in `dir`, its stdout and stderr appended to `dir/<name>.out`.
     pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Self {
+        Self::spawn_via(name, dir, &[], args)
+    }
+
+    /// Like [`spawn`](Self::spawn), with `java` run through `wrapper` (a command that execs it).
+    pub fn spawn_via(name: &str, dir: &Path, wrapper: &[&str], args: &[String]) -> Self {
         let log = dir.join(format!("{name}.out"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let mut command = Command::new("java");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg("java");
+                command
+            }
+            None => Command::new("java"),
+        };
         command
             .args(args)
             .current_dir(dir)
@@ -222,14 +234,30 @@ pub fn tail(path: &Path, bytes: u64) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// `n` distinct loopback ports that were free a moment ago.
+/// `n` distinct loopback ports that were free a moment ago, for servers that are told their
+/// ports up front (a config file, a command line) and bind them seconds later.
+///
+/// They come from below the kernel's ephemeral range: a port from `bind(0)` lies inside it, where
+/// any client connection made meanwhile (a driver, a broker talking to itself) may take it as its
+/// source port, and the server then fails with "Address already in use". No port is handed out
+/// twice by one test binary.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    // Held together, so one call never returns the same port twice.
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    use rand::Rng;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let range = 10_000..ephemeral_low.max(10_001);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = rand::rng();
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = rng.random_range(range.clone());
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            ports.push(port);
+        }
+    }
+    ports
 }

@@ -94,13 +94,9 @@ pub fn redacted_users(seed: &str, n: u32) -> Vec<String> {
 }
 
 /// A TCP port that was free a moment ago, for a server that must be given its port up front
-/// (a child process, a config file) rather than bind port 0 itself.
+/// (a child process, a config file) rather than bind port 0 itself; see [`java::free_ports`].
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    java::free_ports(1)[0]
 }
 
 pub fn count(db: &Path, table: &str) -> u64 {
