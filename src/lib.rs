@@ -20,6 +20,7 @@ pub mod bus;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod error_chain;
 pub mod ingest;
 pub mod log;
 pub mod model;

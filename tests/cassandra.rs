@@ -7,12 +7,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::cassandra::{Cassandra, SUPERUSER, session};
 use support::tcp_proxy::TcpProxy;
+use support::wait_until;
 use tokio_util::sync::CancellationToken;
 use userstream::config::Config;
-use userstream::pipeline::{open_store, run_pipeline};
+use userstream::pipeline::{RunSummary, open_store, run_pipeline};
 use userstream::sink::{UserFilter, UserQuery};
 
 /// The shared node, started off the test's runtime (start-up blocks for seconds).
@@ -40,12 +41,41 @@ fn config(data_dir: &Path, node: Option<(&Cassandra, &str)>, keyspace: &str, use
     config
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Runs `cfg` at 2,000 users/s and breaks its store with `break_store` once `before` users are
+/// logged. Once ingest has logged `during` more meanwhile (it never waits for the store), awaits
+/// `mend`, then the run's end: every logged user is distinct, and the store holds them all.
+async fn run_through_store_outage(
+    mut cfg: Config,
+    before: u64,
+    during: u64,
+    break_store: impl FnOnce(),
+    mend: impl std::future::Future<Output = ()>,
+) -> RunSummary {
+    cfg.ingest.rate = Some(2_000.0);
+    let users = cfg.ingest.max_users.unwrap();
+    let run = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { run_pipeline(&cfg, CancellationToken::new(), false).await }
+    });
+    let log = cfg.data_dir.join("log.db");
+    let logged = || support::count(&log, "raw_records");
+    wait_until("the first pages", || logged() >= before).await;
+    break_store();
+    let at_outage = logged();
+    wait_until("ingest to go on while the store is away", || {
+        logged() >= at_outage + during
+    })
+    .await;
+    mend.await;
+    let summary = run
+        .await
+        .unwrap()
+        .expect("the run waits and retries through the outage");
+    let (logged, distinct) = support::log_uuids(&cfg.data_dir);
+    assert_eq!((logged as u64, distinct.len() as u64), (users, users));
+    let count = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
+    assert_eq!(count.await.unwrap(), users);
+    summary
 }
 
 /// Every row's id and the write time of its cells, paged through.
@@ -164,28 +194,12 @@ async fn a_cut_connection_makes_the_pipeline_wait_and_lose_nothing() {
         "cut",
         users,
     );
-    cfg.ingest.rate = Some(2_000.0);
     cfg.cassandra.write_attempts = 2;
-    let run = tokio::spawn({
-        let cfg = cfg.clone();
-        async move { run_pipeline(&cfg, CancellationToken::new(), false).await }
-    });
-    let log = dir.path().join("log.db");
-    let logged = || support::count(&log, "raw_records");
-    wait_until("the first pages", || logged() >= 1_000).await;
-    proxy.set_down(true);
-    let at_outage = logged();
-    wait_until("ingest to go on during the outage", || {
-        logged() >= at_outage + 1_000
+    let summary = run_through_store_outage(cfg, 1_000, 1_000, || proxy.set_down(true), async {
+        proxy.set_down(false)
     })
     .await;
-    proxy.set_down(false);
-    let summary = run.await.unwrap().expect("the run rides out the outage");
     assert_eq!(summary.process.rows, users);
-    let (_, distinct) = support::log_uuids(dir.path());
-    assert_eq!(distinct.len() as u64, users);
-    let store = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
-    assert_eq!(store.await.unwrap(), users);
 }
 
 /// The Cassandra node itself SIGKILLed in the middle of a run and started again on its data
@@ -205,36 +219,17 @@ async fn cassandra_killed_and_restarted_mid_run_the_pipeline_retries_and_ends_ex
         "restarted",
         users,
     );
-    cfg.ingest.rate = Some(2_000.0);
     // The default (about 75 s of retries) outlasts a restart on an idle machine; on a loaded
     // 2-core CI runner a commit-log replay can take longer, and the harness allows 180 s.
     cfg.process.commit_attempts = 20;
-    let run = tokio::spawn({
-        let cfg = cfg.clone();
-        async move { run_pipeline(&cfg, CancellationToken::new(), false).await }
-    });
-    let log = dir.path().join("log.db");
-    let logged = || support::count(&log, "raw_records");
-    wait_until("a few thousand users logged", || logged() >= 4_000).await;
-    node.kill();
-    let at_kill = logged();
-    wait_until("ingest to go on while Cassandra is down", || {
-        logged() >= at_kill + 2_000
+    let restart = node.clone();
+    let summary = run_through_store_outage(cfg, 4_000, 2_000, || node.kill(), async move {
+        tokio::task::spawn_blocking(move || restart.restart())
+            .await
+            .unwrap()
     })
     .await;
-    let restart = node.clone();
-    tokio::task::spawn_blocking(move || restart.restart())
-        .await
-        .unwrap();
-    let summary = run
-        .await
-        .unwrap()
-        .expect("the run retries through the restart");
     assert_eq!(summary.process.records, users);
-    let (logged, distinct) = support::log_uuids(dir.path());
-    assert_eq!((logged as u64, distinct.len() as u64), (users, users));
-    let count = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
-    assert_eq!(count.await.unwrap(), users);
 }
 
 /// `userstream run` SIGKILLed while it writes to Cassandra, then started again: the same rows

@@ -4,12 +4,11 @@
 
 mod support;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use std::time::Duration;
-use support::kafka::{config_file, wait_until};
-use userstream::bus::kafka::Relay;
-use userstream::log::{RawLog, SqliteLog};
+use support::kafka::{config_file, published, relay_checkpoint};
+use support::wait_until;
+use userstream::bus::kafka::KafkaOptions;
 
 /// `userstream run` SIGKILLed while it ingests and relays, then started again on the same data
 /// directory: ingest finishes where it stopped, the relay republishes at most its unacknowledged
@@ -48,13 +47,8 @@ async fn run_killed_mid_relay_republishes_at_most_one_batch() {
     let mut first = run(&["--rate", "2000", "--max-users", "20000"])
         .spawn()
         .unwrap();
-    let log = dir.path().join("log.db");
     wait_until("2,000 users relayed", || {
-        SqliteLog::open(&log)
-            .and_then(|mut log| {
-                log.checkpoint(&Relay::<SqliteLog>::checkpoint_name("users_created"))
-            })
-            .is_ok_and(|relayed| relayed >= 2000)
+        relay_checkpoint(dir.path(), "users_created") >= 2000
     })
     .await;
     first.kill().unwrap(); // SIGKILL
@@ -81,19 +75,11 @@ async fn run_killed_mid_relay_republishes_at_most_one_batch() {
         "every logged record is a distinct user"
     );
     assert_eq!(support::store_ids(dir.path()), logged);
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .create()
-        .unwrap();
-    let published: i64 = (0..6)
-        .map(|partition| {
-            let (low, high) = consumer
-                .fetch_watermarks("users_created", partition, Duration::from_secs(10))
-                .unwrap();
-            high - low
-        })
-        .sum();
-    let published = published as usize;
+    let options = KafkaOptions {
+        brokers: Some(cluster.bootstrap_servers()),
+        ..KafkaOptions::default()
+    };
+    let published = published(&options, "users_created") as usize;
     assert!(
         published >= records && published - records <= RELAY_BATCH,
         "{published} messages for {records} logged users: a record went missing, or more than \

@@ -47,7 +47,8 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         crate::bus::kafka::topics::ensure_topics(&config.kafka).await?;
-        let mut processor = KafkaProcessor::new(open_store(&config)?, &config.kafka)?;
+        let mut processor = KafkaProcessor::new(open_store(&config)?, &config.kafka)?
+            .with_commit_attempts(config.process.commit_attempts);
         let stats = processor.stats();
         let cancel = shutdown_on_signal();
         let drain = CancellationToken::new();

@@ -53,19 +53,8 @@ impl PgError {
 
 impl From<deadpool_postgres::PoolError> for PgError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        // The pool's message alone ("error performing TLS handshake") hides the cause
-        // ("invalid peer certificate: UnknownIssuer"); the whole chain names it.
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !message.contains(&cause_text) {
-                message.push_str(": ");
-                message.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        PgError::Pool(message)
+        // The pool's own message can hide the cause, which the chain names.
+        PgError::Pool(crate::error_chain::describe(&err))
     }
 }
 

@@ -48,10 +48,10 @@ CREATE TABLE IF NOT EXISTS consumer_positions (
 );
 ";
 
-/// Version 1 stores had no `timestamp`: their rows get the epoch, which sorts them oldest.
+/// Version 1 stores had no `timestamp`: their rows get the epoch, which sorts them oldest
+/// (`SCHEMA`, run next, indexes the column).
 const MIGRATE_1_TO_2: &str = "
-ALTER TABLE created_users ADD COLUMN timestamp TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z';
-CREATE INDEX IF NOT EXISTS created_users_timestamp ON created_users (timestamp);";
+ALTER TABLE created_users ADD COLUMN timestamp TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z';";
 
 /// Last write wins, as in Cassandra: the same id written twice leaves one row.
 const UPSERT: &str = "
@@ -100,7 +100,13 @@ impl SqliteStore {
         // batches instead of once per batch.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)
             .map_err(sql("set checkpoint interval"))?;
-        let version: i64 = conn
+        // The version is read and upgraded in one write transaction: a crash mid-migration
+        // leaves the old version whole, and of two processes opening an old store one migrates,
+        // the other then sees the new version.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin schema upgrade"))?;
+        let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql("read schema version"))?;
         if version > SCHEMA_VERSION {
@@ -111,15 +117,6 @@ impl SqliteStore {
                 ),
             });
         }
-        // One write transaction that re-reads the version: a crash mid-migration leaves the old
-        // version whole, and of two processes opening an old store one migrates, the other
-        // then sees the new version.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("begin schema upgrade"))?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql("read schema version"))?;
         if version == 1 {
             tx.execute_batch(MIGRATE_1_TO_2)
                 .map_err(sql("add the timestamp column"))?;

@@ -8,7 +8,6 @@
 
 use super::certs::SelfSigned;
 use super::java::{JavaProcess, classpath, free_ports, server_dir};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -146,10 +145,6 @@ impl Cassandra {
     pub fn restart(&self) {
         assert!(self.process.lock().unwrap().is_none(), "kill it first");
         self.launch();
-    }
-
-    pub fn log(&self) -> PathBuf {
-        self.dir.path().join("logs/system.log")
     }
 }
 

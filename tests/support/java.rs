@@ -223,7 +223,7 @@ impl Drop for JavaProcess {
 }
 
 /// The last `bytes` of a file, for failure messages.
-pub fn tail(path: &Path, bytes: u64) -> String {
+fn tail(path: &Path, bytes: u64) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
     };

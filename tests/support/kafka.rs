@@ -4,6 +4,7 @@
 
 use super::kafka_cluster::KafkaCluster;
 use super::python::python;
+use super::wait_until;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Headers;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use userstream::avro::USER_SCHEMA;
 use userstream::bus::kafka::topics::ensure_topics;
@@ -167,14 +168,6 @@ pub async fn relay(dir: &Path, options: &KafkaOptions) -> Relay<SqliteLog> {
         schema_id,
     )
     .unwrap()
-}
-
-pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A processor (one consumer-group member) storing into `dir/store.db`, run on a task of its

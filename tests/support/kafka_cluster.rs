@@ -23,7 +23,6 @@ pub struct KafkaCluster {
 /// Fields drop in order: the process is killed before its directory is removed.
 struct Node {
     process: Mutex<Option<JavaProcess>>,
-    id: usize,
     dir: TempDir,
     port: u16,
 }
@@ -65,7 +64,6 @@ impl KafkaCluster {
                 );
                 std::fs::write(dir.path().join("server.properties"), properties).unwrap();
                 Node {
-                    id: i + 1,
                     dir,
                     port,
                     process: Mutex::new(None),
@@ -186,11 +184,6 @@ impl KafkaCluster {
         assert!(node.process.lock().unwrap().is_none(), "kill it first");
         self.spawn(node);
         self.wait_ready(node);
-    }
-
-    /// The node's id in the cluster (`node.id`, also its broker id).
-    pub fn node_id(&self, index: usize) -> i32 {
-        self.nodes[index].id as i32
     }
 }
 

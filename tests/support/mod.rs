@@ -99,6 +99,19 @@ pub fn free_port() -> u16 {
     java::free_ports(1)[0]
 }
 
+/// Polls `done` until it holds, failing the test with `what` after 240 s (a server restart on a
+/// loaded 2-core machine takes a good part of that).
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn count(db: &Path, table: &str) -> u64 {
     let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {

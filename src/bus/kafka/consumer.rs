@@ -10,6 +10,7 @@ use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
 use crate::model::row::fetch_timestamp;
+use crate::process::processor::commit_backoff;
 use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::sink::{Commit, Sink};
@@ -33,10 +34,6 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // compatible brokers (Tansu): 50 ms bounds what that adds to latency, for 20 idle fetches/s.
     ("fetch.wait.max.ms", "50"),
 ];
-
-/// Attempts at committing a batch's offsets: about 75 s in all, as long as the store's commits are
-/// retried, which outlasts a broker restart.
-const COMMIT_ATTEMPTS: u32 = 12;
 
 /// How long a batch waits for more messages once it has one. A fetch response lands in
 /// librdkafka's queue all at once, so a short window still takes whole fetches at full speed, and
@@ -104,6 +101,8 @@ pub struct KafkaProcessor<S> {
     sink: S,
     options: KafkaOptions,
     stats: Arc<KafkaProcessorStats>,
+    /// `process.commit_attempts`: offset commits are retried like store commits.
+    commit_attempts: u32,
 }
 
 struct Poison {
@@ -131,7 +130,14 @@ impl<S: Sink> KafkaProcessor<S> {
             sink,
             options: options.clone(),
             stats: Arc::default(),
+            commit_attempts: crate::config::ProcessConfig::default().commit_attempts,
         })
+    }
+
+    /// Attempts at each offset commit (`process.commit_attempts`; the default otherwise).
+    pub fn with_commit_attempts(mut self, attempts: u32) -> Self {
+        self.commit_attempts = attempts;
+        self
     }
 
     pub fn stats(&self) -> Arc<KafkaProcessorStats> {
@@ -176,9 +182,7 @@ impl<S: Sink> KafkaProcessor<S> {
                             drain_report.observe(lagging);
                         }
                         // The brokers may be restarting: ask again at the next tick.
-                        Err(KafkaPathError::Kafka(err)) => outage.survive(KafkaError::MessageConsumption(
-                            err.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown),
-                        ))?,
+                        Err(KafkaPathError::Kafka(err)) => outage.survive(err)?,
                         Err(err) => return Err(err),
                     }
                     continue;
@@ -257,13 +261,17 @@ impl<S: Sink> KafkaProcessor<S> {
         let mut rows_by_partition: BTreeMap<i32, (Vec<crate::model::UserRow>, i64)> =
             BTreeMap::new();
         let mut poison = Vec::new();
+        // Fetch times from the relay's header, read once: they stamp the rows and, after the
+        // commit, measure latency.
+        let mut relayed_fetch_times = Vec::with_capacity(batch.len());
         for message in &batch {
             let partition = message.partition();
             let offset = message.offset();
             let entry = rows_by_partition.entry(partition).or_default();
             entry.1 = entry.1.max(offset);
-            let fetched_at =
-                fetched_at_micros(message).or(message.timestamp().to_millis().map(|ms| ms * 1000));
+            let header = fetched_at_micros(message);
+            relayed_fetch_times.extend(header);
+            let fetched_at = header.or(message.timestamp().to_millis().map(|ms| ms * 1000));
             match decode(
                 &self.registry,
                 message.payload().unwrap_or_default(),
@@ -319,8 +327,8 @@ impl<S: Sink> KafkaProcessor<S> {
                 // The coordinator is unreachable (a broker restarting, a cut connection): the
                 // rows are stored, so retrying the same commit is safe, and it is the only way
                 // the group's lag ever reaches 0 if this was the last batch.
-                Err(err) if attempt < COMMIT_ATTEMPTS => {
-                    let delay = Duration::from_millis(100 * 2u64.pow(attempt.min(7)));
+                Err(err) if attempt < self.commit_attempts => {
+                    let delay = commit_backoff(attempt);
                     tracing::warn!(error = %err, attempt, ?delay, "offset commit failed, retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -334,10 +342,8 @@ impl<S: Sink> KafkaProcessor<S> {
             let histogram = latency.get_or_insert_with(|| {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
             });
-            for message in &batch {
-                if let Some(at) = fetched_at_micros(message) {
-                    histogram.saturating_record((committed_at - at).max(0) as u64);
-                }
+            for at in relayed_fetch_times {
+                histogram.saturating_record((committed_at - at).max(0) as u64);
             }
         }
         let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
@@ -373,8 +379,14 @@ impl Outage {
         }
     }
 
+    /// `Ok` while `err` is worth waiting out: consumption errors and failed lag reads alike,
+    /// judged by their librdkafka code.
     fn survive(&mut self, err: KafkaError) -> Result<(), KafkaPathError> {
-        let KafkaError::MessageConsumption(code) = err else {
+        let code = match &err {
+            KafkaError::MessageConsumptionFatal(_) => None,
+            err => err.rdkafka_error_code(),
+        };
+        let Some(code) = code else {
             return Err(err.into());
         };
         if matches!(

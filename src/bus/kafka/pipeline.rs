@@ -43,7 +43,10 @@ pub async fn run_kafka_pipeline(
     let mut relay = Relay::new(open_log(config)?, &options, schema_id)?;
     let mut processors = Vec::new();
     for _ in 0..options.processors.max(1) {
-        processors.push(KafkaProcessor::new(open_store(config)?, &options)?);
+        processors.push(
+            KafkaProcessor::new(open_store(config)?, &options)?
+                .with_commit_attempts(config.process.commit_attempts),
+        );
     }
     let stats: Vec<_> = processors.iter().map(|p| p.stats()).collect();
     tracing::info!(topic = %options.topic, schema_id, brokers = ?options.brokers, "Kafka pipeline started");

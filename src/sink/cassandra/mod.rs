@@ -114,6 +114,7 @@ struct Statements {
     scan_users: PreparedStatement,
     scan_ids: PreparedStatement,
     scan_dead_letters: PreparedStatement,
+    scan_dead_letter_seqs: PreparedStatement,
 }
 
 pub struct CassandraStore {
@@ -177,15 +178,14 @@ impl CassandraStore {
 
     /// Pages through every row of `statement` (in token order, the only order Cassandra keeps),
     /// handing each to `each`; memory stays at one page whatever the table's size.
-    fn scan<R, F>(
+    fn scan<R>(
         &self,
         op: &'static str,
         statement: &PreparedStatement,
-        mut each: F,
+        mut each: impl FnMut(R),
     ) -> Result<(), SinkError>
     where
         R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
-        F: FnMut(R) -> std::ops::ControlFlow<()>,
     {
         Ok(self.block_on(async {
             let pager = self
@@ -195,9 +195,7 @@ impl CassandraStore {
                 .map_err(|e| driver(op)(&e))?;
             let mut rows = pager.rows_stream::<R>().map_err(|e| driver(op)(&e))?;
             while let Some(row) = rows.try_next().await.map_err(|e| driver(op)(&e))? {
-                if each(row).is_break() {
-                    break;
-                }
+                each(row);
             }
             Ok::<_, CassandraError>(())
         })?)
@@ -216,9 +214,23 @@ impl CassandraStore {
             if keep(&row) {
                 newest.push((row.timestamp, std::cmp::Reverse(row.id)), row);
             }
-            std::ops::ControlFlow::Continue(())
         })?;
         Ok(newest.into_vec())
+    }
+
+    /// The rows of `statement` (one key column of a table), counted page by page: `COUNT(*)`
+    /// on a large table runs into the server's read timeout.
+    fn count_rows<K>(
+        &self,
+        op: &'static str,
+        statement: &PreparedStatement,
+    ) -> Result<u64, SinkError>
+    where
+        (K,): for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
+    {
+        let mut count = 0;
+        self.scan(op, statement, |_: (K,)| count += 1)?;
+        Ok(count)
     }
 }
 
@@ -255,48 +267,50 @@ async fn connect(
     // Only what is missing is created: `CREATE ... IF NOT EXISTS` still needs the CREATE
     // permission, which a least-privilege role writing into a prepared keyspace lacks.
     let existing = existing_tables(&session, ks).await?;
-    for (table, ddl) in [
-        (
-            None,
-            format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
-        ),
-        (
-            Some("created_users"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.created_users (id UUID PRIMARY KEY, first_name TEXT, \
-                 last_name TEXT, gender TEXT, address TEXT, post_code TEXT, email TEXT, username TEXT, \
-                 dob TIMESTAMP, registered_date TIMESTAMP, phone TEXT, picture TEXT, \"timestamp\" TIMESTAMP)"
-            ),
-        ),
-        (
-            Some("userstream_dead_letters"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.userstream_dead_letters (log_id TEXT, log_seq BIGINT, \
-                 reason TEXT, record TEXT, failed_at TIMESTAMP, PRIMARY KEY (log_id, log_seq))"
-            ),
-        ),
-        (
-            Some("userstream_positions"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.userstream_positions (log_id TEXT PRIMARY KEY, \
-                 position BIGINT, updated_at TIMESTAMP)"
-            ),
-        ),
-    ] {
-        let exists = match (table, &existing) {
-            (None, keyspace) => keyspace.is_some(),
-            (Some(table), Some(tables)) => tables.iter().any(|t| t == table),
-            (Some(_), None) => false,
-        };
-        if !exists {
+    let create = |ddl: String| {
+        let session = &session;
+        async move {
             session
                 .query_unpaged(ddl, ())
                 .await
-                .map_err(|e| driver("create schema")(&e))?;
+                .map_err(|e| driver("create schema")(&e))
+        }
+    };
+    if existing.is_none() {
+        create(format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"
+        ))
+        .await?;
+    }
+    let existing = existing.unwrap_or_default();
+    for (table, columns) in [
+        (
+            "created_users",
+            "id UUID PRIMARY KEY, first_name TEXT, last_name TEXT, gender TEXT, address TEXT, \
+             post_code TEXT, email TEXT, username TEXT, dob TIMESTAMP, registered_date TIMESTAMP, \
+             phone TEXT, picture TEXT, \"timestamp\" TIMESTAMP",
+        ),
+        (
+            "userstream_dead_letters",
+            "log_id TEXT, log_seq BIGINT, reason TEXT, record TEXT, failed_at TIMESTAMP, \
+             PRIMARY KEY (log_id, log_seq)",
+        ),
+        (
+            "userstream_positions",
+            "log_id TEXT PRIMARY KEY, position BIGINT, updated_at TIMESTAMP",
+        ),
+    ] {
+        if !existing.iter().any(|t| t == table) {
+            create(format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.{table} ({columns})"
+            ))
+            .await?;
         }
     }
-
-    add_timestamp_column(&session, ks).await?;
+    // A table made here has the column; one from before seed 004 may not.
+    if existing.iter().any(|t| t == "created_users") {
+        add_timestamp_column(&session, ks).await?;
+    }
 
     let level = consistency(&options.consistency).map_err(CassandraError::Config)?;
     let prepare = |cql: String| {
@@ -333,6 +347,7 @@ async fn connect(
             "SELECT log_seq, reason, failed_at, record FROM {ks}.userstream_dead_letters"
         ))
         .await?),
+        scan_dead_letter_seqs: paged(prepare(format!("SELECT log_seq FROM {ks}.userstream_dead_letters")).await?),
     };
     Ok((session, statements))
 }
@@ -499,12 +514,7 @@ impl Sink for CassandraStore {
 /// than memory.
 impl UserQuery for CassandraStore {
     fn count(&self) -> Result<u64, SinkError> {
-        let mut count = 0;
-        self.scan("count users", &self.statements.scan_ids, |_: (Uuid,)| {
-            count += 1;
-            std::ops::ControlFlow::Continue(())
-        })?;
-        Ok(count)
+        self.count_rows::<Uuid>("count users", &self.statements.scan_ids)
     }
 
     fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
@@ -546,16 +556,7 @@ impl UserQuery for CassandraStore {
     }
 
     fn dead_letter_count(&self) -> Result<u64, SinkError> {
-        let mut count = 0;
-        self.scan(
-            "count dead letters",
-            &self.statements.scan_dead_letters,
-            |_: DeadLetterTuple| {
-                count += 1;
-                std::ops::ControlFlow::Continue(())
-            },
-        )?;
-        Ok(count)
+        self.count_rows::<i64>("count dead letters", &self.statements.scan_dead_letter_seqs)
     }
 
     /// Newest failure first, as every store orders.
@@ -575,7 +576,6 @@ impl UserQuery for CassandraStore {
                     record: record.unwrap_or_default(),
                 };
                 newest.push((at, seq), entry);
-                std::ops::ControlFlow::Continue(())
             },
         )?;
         Ok(newest.into_vec())
