@@ -8,7 +8,7 @@
 #[path = "../tests/support/servers.rs"]
 mod support;
 
-use support::cassandra::Cassandra;
+use support::cassandra::{Cassandra, Variant};
 use userstream::bench::{BenchOptions, run_bench};
 use userstream::config::Config;
 
@@ -18,7 +18,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let rate: Option<f64> = env("USERSTREAM_BENCH_RATE").and_then(|v| v.parse().ok());
-    let node = Cassandra::start(false);
+    let node = Cassandra::start(Variant::Plain);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();

@@ -4,12 +4,15 @@
 //! consumer-group members in this process. Broker and pipeline share the machine's cores.
 //!
 //! `USERSTREAM_BENCH_USERS` sets the size (default 100000); `USERSTREAM_BENCH_RATE` holds a rate
-//! (users/s) instead of full speed; `USERSTREAM_BENCH_PROCESSORS` runs one count ("1" or "3").
+//! (users/s) instead of full speed; `USERSTREAM_BENCH_PROCESSORS` runs one count ("1" or "3");
+//! `USERSTREAM_BENCH_STORE=cassandra` stores into a real Cassandra 5.0 node (started as the tests
+//! start it) instead of the embedded SQLite store; both JVMs and the pipeline then share the cores.
 
 #[path = "../tests/support/servers.rs"]
 mod support;
 
 use std::sync::Arc;
+use support::cassandra::{Cassandra, Variant};
 use support::kafka_cluster::KafkaCluster;
 use userstream::bench::{BenchOptions, run_bench};
 use userstream::config::Config;
@@ -24,6 +27,11 @@ fn main() {
     let counts: Vec<usize> = match env("USERSTREAM_BENCH_PROCESSORS") {
         Some(n) => vec![n.parse().expect("USERSTREAM_BENCH_PROCESSORS is a number")],
         None => vec![1, 3],
+    };
+    let cassandra = match env("USERSTREAM_BENCH_STORE").as_deref() {
+        None | Some("sqlite") => None,
+        Some("cassandra") => Some(Cassandra::start(Variant::Plain)),
+        Some(other) => panic!("USERSTREAM_BENCH_STORE={other:?}: expected sqlite or cassandra"),
     };
     let cluster = KafkaCluster::start(1);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -43,6 +51,10 @@ fn main() {
             config.kafka.dlq_topic = format!("{topic}.dlq");
             config.kafka.group_id = format!("{topic}-group");
             config.kafka.processors = processors;
+            if let Some(node) = &cassandra {
+                config.store.cassandra = Some(node.address());
+                config.cassandra = node.options(&format!("bench{processors}"));
+            }
             let data = tempfile::tempdir().unwrap();
             let options = BenchOptions {
                 users,
@@ -50,7 +62,12 @@ fn main() {
                 data_dir: data.path().to_path_buf(),
             };
             let report = run_bench(&config, &options).await.unwrap();
-            println!("real Kafka, {processors} processor(s):\n{report}\n");
+            let store = if cassandra.is_some() {
+                "real Cassandra"
+            } else {
+                "embedded SQLite"
+            };
+            println!("real Kafka, {processors} processor(s), {store} store:\n{report}\n");
         }
     });
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::cassandra::{Cassandra, SUPERUSER, session};
+use support::cassandra::{Cassandra, SUPERUSER, Variant, session};
 use support::tcp_proxy::TcpProxy;
 use support::wait_until;
 use tokio_util::sync::CancellationToken;
@@ -204,10 +204,11 @@ async fn a_cut_connection_makes_the_pipeline_wait_and_lose_nothing() {
 
 /// The Cassandra node itself SIGKILLed in the middle of a run and started again on its data
 /// directory (replaying its commit log): the pipeline waits and retries through the restart and
-/// ends with every user stored exactly once.
+/// ends with every user stored exactly once. The node syncs its commit log before acknowledging
+/// ([`Variant::KillSafe`]): exactly-once can only be as durable as the store's acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_killed_and_restarted_mid_run_the_pipeline_retries_and_ends_exact() {
-    let node = tokio::task::spawn_blocking(|| Cassandra::start(false))
+    let node = tokio::task::spawn_blocking(|| Cassandra::start(Variant::KillSafe))
         .await
         .unwrap();
     let node = std::sync::Arc::new(node);
@@ -307,7 +308,7 @@ async fn sigkill_with_a_cassandra_store_then_restart_gives_the_same_result() {
 /// that says so; a role created for the pipeline stores every user over TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_authentication_and_tls_against_a_real_node() {
-    let node = tokio::task::spawn_blocking(|| Cassandra::start(true))
+    let node = tokio::task::spawn_blocking(|| Cassandra::start(Variant::AuthAndTls))
         .await
         .unwrap();
     let admin = session(&node.address(), &node.options("system"))
