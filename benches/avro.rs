@@ -31,6 +31,7 @@ fn main() {
             userstream::model::redact::redact_credentials(
                 &serde_json::value::to_raw_value(u).unwrap(),
             )
+            .into_record()
         })
         .collect();
 

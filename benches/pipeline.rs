@@ -37,7 +37,7 @@ fn main() {
     let mut records = Vec::with_capacity(users);
     for body in &pages {
         for raw in parse_page(body).unwrap().records {
-            records.push(redact_credentials(&raw));
+            records.push(redact_credentials(&raw).into_record());
         }
     }
     println!(

@@ -24,6 +24,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "userstream.toml";
 /// The API's published limit per IP, which no configuration may exceed against the real API.
 pub const API_USERS_PER_5_MIN: u32 = 20_000;
 
+/// The longest time between fetches a rate may ask for: beyond a day, a rate is a typo (and
+/// beyond ~10^19 s no `Duration` can hold it).
+pub const MAX_FETCH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -193,10 +197,18 @@ impl Config {
                 ingest.batch_size
             );
         }
-        if let Some(rate) = ingest.rate
-            && !(rate.is_finite() && rate > 0.0)
-        {
-            bail!("ingest.rate = {rate} must be a positive number of users per second");
+        if let Some(rate) = ingest.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("ingest.rate = {rate} must be a positive number of users per second");
+            }
+            let interval = f64::from(ingest.batch_size) / rate;
+            if interval > MAX_FETCH_INTERVAL.as_secs_f64() {
+                bail!(
+                    "ingest.rate = {rate:e} is too low: one page of {} users every {interval:.3e} s; \
+                     the longest interval is {MAX_FETCH_INTERVAL:?}",
+                    ingest.batch_size
+                );
+            }
         }
         if ingest.max_users == Some(0) {
             bail!("ingest.max_users = 0 would fetch nothing; leave it unset to run until stopped");
@@ -263,25 +275,29 @@ impl Config {
             bail!("randomuser.timeout must be more than 0s");
         }
         if ingest.source == SourceKind::Randomuser {
-            reqwest::Url::parse(&api.url)
+            let url = reqwest::Url::parse(&api.url)
                 .with_context(|| format!("randomuser.url = {:?} is not a URL", api.url))?;
-            let public = api.url.contains("randomuser.me");
-            let over_limit = api.users_per_window == 0
-                || api.users_per_window > API_USERS_PER_5_MIN
-                || api.window < Duration::from_secs(300);
-            if public && over_limit {
+            if !matches!(url.scheme(), "http" | "https") {
                 bail!(
-                    "randomuser.users_per_window = {} per {:?} exceeds randomuser.me's published limit of \
+                    "randomuser.url = {:?} is not an http:// or https:// URL",
+                    api.url
+                );
+            }
+            let per_window = api.budget_per_window();
+            let over_limit = per_window == 0
+                || per_window > API_USERS_PER_5_MIN
+                || api.window < Duration::from_secs(300);
+            if api.is_public_api() && over_limit {
+                bail!(
+                    "randomuser.users_per_window = {per_window} per {:?} exceeds randomuser.me's published limit of \
                      {API_USERS_PER_5_MIN} users per 5 minutes per IP",
-                    api.users_per_window,
                     api.window
                 );
             }
-            if api.users_per_window != 0 && ingest.batch_size > api.users_per_window {
+            if per_window != 0 && ingest.batch_size > per_window {
                 bail!(
-                    "ingest.batch_size = {} exceeds randomuser.users_per_window = {}: no request could ever be sent",
+                    "ingest.batch_size = {} exceeds randomuser.users_per_window = {per_window}: no request could ever be sent",
                     ingest.batch_size,
-                    api.users_per_window
                 );
             }
         }
@@ -291,7 +307,9 @@ impl Config {
     /// The time between fetches the schedule should keep.
     pub fn fetch_interval(&self) -> Duration {
         match self.ingest.rate {
-            Some(rate) => Duration::from_secs_f64(f64::from(self.ingest.batch_size) / rate),
+            // Validated to fit; a config that skipped validation waits the longest allowed.
+            Some(rate) => Duration::try_from_secs_f64(f64::from(self.ingest.batch_size) / rate)
+                .map_or(MAX_FETCH_INTERVAL, |d| d.min(MAX_FETCH_INTERVAL)),
             None => self.ingest.interval,
         }
     }

@@ -23,7 +23,7 @@ fn client(url: &str) -> RandomUserClient {
         max_attempts: 4,
         backoff_base: Duration::from_millis(5),
         backoff_max: Duration::from_millis(20),
-        users_per_window: 0,
+        users_per_window: Some(0),
         ..ClientConfig::default()
     })
     .unwrap()
@@ -75,6 +75,23 @@ async fn rate_limit_honours_retry_after() {
         "retried after {gap:?}, Retry-After said 1 s"
     );
     assert_eq!(client.stats().rate_limited.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_honours_retry_after_as_an_http_date() {
+    // Whole seconds on the wire: two from now is at least one away.
+    let at = std::time::SystemTime::now() + Duration::from_secs(2);
+    let date = httpdate::fmt_http_date(at);
+    let server =
+        ScriptedServer::start(vec![Reply::too_many(Some(&date)), Reply::ok(good_page(3))]).await;
+    let mut client = client(&server.url);
+    client.fetch(&request(3)).await.unwrap();
+    let requests = server.requests();
+    let gap = requests[1].at - requests[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}, Retry-After said {date}"
+    );
 }
 
 #[tokio::test]
@@ -157,9 +174,10 @@ async fn persistent_non_json_gives_up_with_a_clear_error() {
         matches!(err, FetchError::GaveUp { attempts: 4, .. }),
         "{err}"
     );
+    // Where and how big, never what: a body is not quoted into messages (see `parse_page`).
     let text = err.to_string();
     assert!(
-        text.contains("not JSON") && text.contains("Cloudflare"),
+        text.contains("not JSON at line 1 column 1 of 56 bytes") && !text.contains("Cloudflare"),
         "{text}"
     );
     assert_eq!(server.requests().len(), 4);
@@ -180,13 +198,26 @@ async fn empty_results_are_an_empty_page() {
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let server = ScriptedServer::start(vec![
-        Reply::status(404, "Not Found"),
+        Reply::status(404, r#"{"error":"Not Found"}"#),
         Reply::ok(good_page(1)),
     ])
     .await;
     let err = client(&server.url).fetch(&request(1)).await.unwrap_err();
     assert_eq!(err.to_string(), "request rejected: HTTP 404: Not Found");
     assert_eq!(server.requests().len(), 1);
+}
+
+/// A 4xx body may echo anything, credentials included, and error messages reach log lines: only
+/// the API's own `error` text or the body's size is reported.
+#[tokio::test]
+async fn a_rejected_body_is_never_quoted() {
+    let echo = r#"{"results":[{"login":{"password":"hunter2"}}]}"#;
+    let server = ScriptedServer::start(vec![Reply::status(400, echo)]).await;
+    let err = client(&server.url).fetch(&request(1)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("request rejected: HTTP 400: {} bytes of body", echo.len())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,4 +249,41 @@ async fn a_failed_page_writes_nothing_and_keeps_the_cursor() {
     assert_eq!(ingestor.ingest_page().await.unwrap(), 5);
     assert_eq!(check.last_seq().unwrap(), 5);
     assert!(server.requests()[4].target.contains("page=1"));
+}
+
+/// A server that never stops sending: the body is refused at the cap, each attempt, rather than
+/// read until memory runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_is_cut_off_at_the_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                socket.write_all(head.as_bytes()).await.unwrap();
+                let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
+                chunk.extend(std::iter::repeat_n(b' ', 1 << 20));
+                chunk.extend(b"\r\n");
+                // Until the client hangs up.
+                while socket.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    let err = client(&url).fetch(&request(1)).await.unwrap_err();
+    let limit = userstream::source::randomuser::MAX_BODY_BYTES;
+    assert!(
+        matches!(err, FetchError::GaveUp { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("response body larger than {limit} bytes")),
+        "{err}"
+    );
 }

@@ -30,7 +30,7 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     };
     config.ingest.source = SourceKind::Randomuser;
     config.randomuser.url = url.clone();
-    config.randomuser.users_per_window = 0;
+    config.randomuser.users_per_window = Some(0);
     config.ingest.batch_size = PAGE;
     config.ingest.interval = std::time::Duration::ZERO;
     config.ingest.seed = Some("e2e".into());

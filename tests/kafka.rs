@@ -6,7 +6,8 @@ mod support;
 
 use support::kafka::{
     broker_killed_mid_run, exact_counts_and_poison, own_cluster, published,
-    python_client_reads_and_writes_our_topic, shared_cluster, three_processors_one_killed,
+    python_client_reads_and_writes_our_topic, registry_outage_dead_letters_nothing, shared_cluster,
+    the_relay_validates_as_the_processor_does, three_processors_one_killed,
 };
 use userstream::bus::kafka::KafkaOptions;
 
@@ -127,4 +128,14 @@ async fn run_at_a_steady_rate_ends_once_max_users_are_stored() {
         support::count(&dir.path().join("store.db"), "created_users"),
         1000
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_is_waited_out_and_dead_letters_nothing() {
+    registry_outage_dead_letters_nothing(shared_cluster().await, "registry_outage").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_login_is_dead_lettered_on_the_kafka_path_too() {
+    the_relay_validates_as_the_processor_does(shared_cluster().await, "duplicate_login").await;
 }

@@ -75,13 +75,34 @@ fn the_public_api_limit_cannot_be_configured_away() {
     let mut config = Config::default();
     config.ingest.source = SourceKind::Randomuser;
     config.validate().unwrap();
-    config.randomuser.users_per_window = 50_000;
+    config.randomuser.users_per_window = Some(50_000);
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("published limit"), "{err}");
     // A local server may be hammered at will.
     config.randomuser.url = "http://127.0.0.1:8000/api/".into();
-    config.randomuser.users_per_window = 0;
+    config.randomuser.users_per_window = Some(0);
     config.validate().unwrap();
+    // Not even by naming the public host somewhere other than the host.
+    config.randomuser.url = "http://127.0.0.1:8000/api/?randomuser.me".into();
+    config.randomuser.users_per_window = None;
+    config.validate().unwrap();
+    config.randomuser.url = "https://randomuser.me./api/".into();
+    config.randomuser.users_per_window = Some(0);
+    assert!(config.validate().is_err());
+}
+
+#[test]
+fn rates_and_urls_that_cannot_work_are_config_errors() {
+    let mut config = Config::default();
+    config.ingest.rate = Some(1e-300);
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("ingest.rate = 1e-300 is too low"), "{err}");
+    config.ingest.rate = Some(0.5);
+    config.validate().unwrap();
+    config.ingest.source = SourceKind::Randomuser;
+    config.randomuser.url = "ftp://randomuser.me/api/".into();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ pub mod schedule;
 pub use schedule::{Schedule, ScheduleSummary, run_schedule};
 
 use crate::log::{AppendBatch, AppendSignal, IngestCursor, LogError, RawLog};
-use crate::model::redact::redact_credentials;
+use crate::model::redact::{Redacted, redact_credentials};
 use crate::source::{FetchError, FetchRequest, Source};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,6 +36,8 @@ pub struct IngestStats {
     pub records: AtomicU64,
     pub empty_pages: AtomicU64,
     pub failed_pages: AtomicU64,
+    /// Records whose credentials could not be removed, appended only to be dead-lettered.
+    pub withheld: AtomicU64,
 }
 
 /// Which pages to fetch.
@@ -145,7 +147,20 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
         let count = page.records.len() as u64;
         // Synchronous on purpose (see the cancel-safety note above); SQLite blocks anyway.
         let last = tokio::task::block_in_place(|| {
-            let records = page.records.iter().map(|r| redact_credentials(r)).collect();
+            let records = page
+                .records
+                .iter()
+                .map(|r| match redact_credentials(r) {
+                    Redacted::Clean(record) => record,
+                    Redacted::Withheld { record, reason } => {
+                        // The reason names keys, never values; the record goes on to be
+                        // dead-lettered with it.
+                        tracing::warn!(page = self.cursor.next_page, %reason, "withheld a record");
+                        self.stats.withheld.fetch_add(1, Relaxed);
+                        record
+                    }
+                })
+                .collect();
             self.log.append(AppendBatch {
                 run_id: &self.run_id,
                 source: &self.source_key,

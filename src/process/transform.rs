@@ -5,6 +5,7 @@
 //! restarts produce the same exact result.
 
 use crate::model::api::{ApiUser, Scalar};
+use crate::model::redact::WITHHELD_KEY;
 use crate::model::row::UserRow;
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -18,6 +19,10 @@ pub enum Invalid {
     NotObject(String),
     #[error("not a JSON user object: {0}")]
     NotJson(String),
+    /// Ingest could not positively remove the record's credentials and withheld them
+    /// ([`crate::model::redact::Redacted::Withheld`]); the reason says what was wrong.
+    #[error("credentials withheld: {0}")]
+    Withheld(String),
     #[error("{0} is missing")]
     Missing(&'static str),
     #[error("{0} is empty")]
@@ -35,6 +40,13 @@ pub enum Invalid {
 pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invalid> {
     if !raw.trim_start().starts_with('{') {
         return Err(Invalid::NotObject(raw.chars().take(60).collect()));
+    }
+    // Before the full parse: a withheld record may no longer parse as a user at all, and its own
+    // reason is the one to keep.
+    if raw.contains(WITHHELD_KEY)
+        && let Some(reason) = withheld_reason(raw)
+    {
+        return Err(Invalid::Withheld(reason));
     }
     let user: ApiUser<'_> =
         serde_json::from_str(raw).map_err(|err| Invalid::NotJson(err.to_string()))?;
@@ -104,6 +116,17 @@ pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invali
         .to_owned(),
         timestamp: fetched_at,
     })
+}
+
+/// The reason a withheld record carries, if it carries one (the key may also just appear inside a
+/// value, which is no reason to reject).
+fn withheld_reason(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Marker {
+        #[serde(rename = "_userstream_withheld")]
+        reason: Option<String>,
+    }
+    serde_json::from_str::<Marker>(raw).ok()?.reason
 }
 
 /// A present, non-blank string field.

@@ -4,14 +4,32 @@
 use apache_avro::Schema;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+/// Why a registry call failed, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Unreachable, timed out, or a 5xx: the registry may answer in a moment. A consumer backs
+    /// off and retries; it must not dead-letter good data over a registry restart.
+    #[error("schema registry at {url} is unavailable: {message}")]
+    Unavailable { url: String, message: String },
+    /// The registry answered, and the answer is final (a 4xx: unknown id, invalid schema).
     #[error("schema registry at {url}: {message}")]
     Http { url: String, message: String },
     #[error("schema registry returned an invalid schema for id {id}: {message}")]
     BadSchema { id: u32, message: String },
 }
+
+impl ClientError {
+    /// Whether the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Unavailable { .. })
+    }
+}
+
+/// Longest wait for one registry call, connection included: a registry that hangs is an
+/// unavailable one, not a reason to hang a consumer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct RegistryClient {
     http: reqwest::Client,
@@ -22,7 +40,11 @@ pub struct RegistryClient {
 impl RegistryClient {
     pub fn new(url: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .timeout(CALL_TIMEOUT)
+                .connect_timeout(CALL_TIMEOUT)
+                .build()
+                .expect("a client with timeouts builds"),
             url: url.trim_end_matches('/').to_owned(),
             cache: Mutex::default(),
         }
@@ -32,17 +54,32 @@ impl RegistryClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<serde_json::Value, ClientError> {
-        let fail = |message: String| ClientError::Http {
+        let unavailable = |message: String| ClientError::Unavailable {
             url: self.url.clone(),
             message,
         };
-        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unavailable(crate::error_chain::describe(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
-        let json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| fail(format!("HTTP {status}: not JSON: {e}")))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(crate::error_chain::describe(&e)))?;
+        if status.is_server_error() {
+            return Err(unavailable(format!("HTTP {status}")));
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Http {
+                url: self.url.clone(),
+                message: format!("HTTP {status}: not JSON: {e}"),
+            })?;
         if !status.is_success() {
-            return Err(fail(format!("HTTP {status}: {json}")));
+            return Err(ClientError::Http {
+                url: self.url.clone(),
+                message: format!("HTTP {status}: {json}"),
+            });
         }
         Ok(json)
     }

@@ -18,9 +18,13 @@ pub enum FetchError {
     /// Truncated, non-JSON, or JSON without `results`; nothing from such a body is kept.
     #[error("malformed response body: {0}")]
     Malformed(String),
+    /// The body outgrew the cap: a full 5,000-user page is 10 to 20 MB, so this is a broken or
+    /// hostile server. Retried like any malformed answer.
+    #[error("response body larger than {limit} bytes")]
+    TooLarge { limit: usize },
     /// A 4xx other than 429: our request is wrong, so retrying cannot help.
-    #[error("request rejected: HTTP {status}: {body}")]
-    Rejected { status: u16, body: String },
+    #[error("request rejected: HTTP {status}: {reason}")]
+    Rejected { status: u16, reason: String },
     #[error("gave up after {attempts} attempts; last error: {last}")]
     GaveUp {
         attempts: u32,
@@ -51,6 +55,7 @@ impl FetchError {
             FetchError::Transport(_) => "transport",
             FetchError::Api(_) => "api_error",
             FetchError::Malformed(_) => "malformed",
+            FetchError::TooLarge { .. } => "too_large",
             FetchError::Rejected { .. } => "rejected",
             FetchError::GaveUp { .. } => "gave_up",
         }

@@ -20,31 +20,32 @@ struct Body {
 /// ever kept from a complete, well-formed page, so nothing is half-written. A record that is itself
 /// malformed (not a user object) is kept, to be dead-lettered downstream with its reason.
 pub fn parse_page(body: &[u8]) -> Result<Page, FetchError> {
-    let parsed: Body = serde_json::from_slice(body).map_err(|err| {
-        let what = if err.is_eof() {
-            "truncated JSON"
-        } else {
-            "not JSON"
-        };
-        FetchError::Malformed(format!(
-            "{what} ({err}) in {} bytes: {}",
-            body.len(),
-            preview(body)
-        ))
-    })?;
+    let parsed: Body = serde_json::from_slice(body)
+        .map_err(|err| FetchError::Malformed(describe_json_error(&err, body.len())))?;
     if let Some(message) = parsed.error {
         return Err(FetchError::Api(message));
     }
-    let records = parsed
-        .results
-        .ok_or_else(|| FetchError::Malformed(format!("no \"results\" field: {}", preview(body))))?;
+    let records = parsed.results.ok_or_else(|| {
+        FetchError::Malformed(format!("no \"results\" field in {} bytes", body.len()))
+    })?;
     Ok(Page { records })
 }
 
-/// The start of a body, for error messages.
-fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(80)]);
-    format!("{text:?}")
+/// What is wrong with a body, and where, without a byte of its content: the body may hold
+/// credentials, and error messages end up in log lines. (serde_json's own message can quote a
+/// value: `invalid type: string "..."`.)
+pub fn describe_json_error(err: &serde_json::Error, len: usize) -> String {
+    let what = match err.classify() {
+        serde_json::error::Category::Eof => "truncated JSON",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        serde_json::error::Category::Io => "unreadable body",
+    };
+    format!(
+        "{what} at line {} column {} of {len} bytes",
+        err.line(),
+        err.column()
+    )
 }
 
 #[cfg(test)]
@@ -85,5 +86,18 @@ mod tests {
         assert!(err.to_string().contains("not JSON"), "{err}");
         let err = parse_page(br#"{"info":{}}"#).unwrap_err();
         assert!(err.to_string().contains("no \"results\""), "{err}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_body() {
+        for body in [
+            &br#"{"results":[{"login":{"password":"hunter2""#[..],
+            br#"{"results":"password hunter2"}"#,
+            br#"password=hunter2 <html>"#,
+        ] {
+            let err = parse_page(body).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains(&format!("{} bytes", body.len())), "{err}");
+        }
     }
 }

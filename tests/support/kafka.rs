@@ -466,3 +466,96 @@ pub async fn python_client_reads_and_writes_our_topic(cluster: &KafkaCluster, na
     let from_python = from_python["login"]["uuid"].as_str().unwrap();
     assert!(store.get(from_python.parse().unwrap()).unwrap().is_some());
 }
+
+/// The schema registry unreachable when a consumer that has no schema cached yet starts (as a
+/// `process` started during a registry restart): it backs off and retries, commits nothing, and
+/// once the registry is back stores every user, dead-lettering none.
+pub async fn registry_outage_dead_letters_nothing(cluster: &KafkaCluster, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options_with_topics(cluster, dir.path(), name).await;
+    let users = 3_000;
+    ingest(dir.path(), users).await;
+    assert_eq!(
+        spawn_relay(relay(dir.path(), &options).await)
+            .await
+            .unwrap() as u64,
+        users
+    );
+    // The consumer reaches the registry only through a proxy, which is down.
+    let registry: std::net::SocketAddr = options
+        .registry_url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = super::tcp_proxy::TcpProxy::start(registry).await;
+    proxy.set_down(true);
+    options.registry_url = format!("http://{}", proxy.addr);
+
+    let cancel = CancellationToken::new();
+    let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
+    wait_until("the consumer retried the unreachable registry", || {
+        stats.registry_retries.load(Relaxed) >= 2
+    })
+    .await;
+    let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    assert_eq!(watch.count().unwrap(), 0);
+    assert_eq!(stats.dead_letters.load(Relaxed), 0);
+
+    proxy.set_down(false);
+    wait_until("every user stored", || watch.count().unwrap() == users).await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(stats.dead_letters.load(Relaxed), 0);
+    assert_eq!(published(&options, &options.dlq_topic), 0);
+}
+
+/// A record the embedded path dead-letters (a duplicated `login`, which a JSON-to-Avro encoder
+/// would quietly resolve to one copy) is dead-lettered on the Kafka path too, by the relay, for
+/// the same reason, and the others are stored.
+pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options_with_topics(cluster, dir.path(), name).await;
+    let mut records = super::redacted_users(name, 3);
+    let login = serde_json::from_str::<serde_json::Value>(&records[1]).unwrap()["login"].clone();
+    records[1] = records[1].replacen('{', &format!(r#"{{"login":{login},"#), 1);
+    let embedded = userstream::process::transform(&records[1], chrono::Utc::now()).unwrap_err();
+    let mut log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+    log.append(userstream::log::AppendBatch {
+        run_id: "run",
+        source: "test",
+        fetched_at_micros: chrono::Utc::now().timestamp_micros(),
+        records: records.clone(),
+        cursor: None,
+    })
+    .unwrap();
+    assert_eq!(
+        spawn_relay(relay(dir.path(), &options).await)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(published(&options, &options.topic), 2);
+    assert_eq!(published(&options, &options.dlq_topic), 1);
+
+    let dlq: StreamConsumer = options
+        .consumer_config(&[
+            ("group.id", "dlq-reader"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&options.dlq_topic]).unwrap();
+    let letter = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let error = letter
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "error")
+        .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
+        .unwrap();
+    assert_eq!(error, embedded.to_string());
+    assert!(error.contains("duplicate field `login`"), "{error}");
+}

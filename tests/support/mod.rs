@@ -89,6 +89,7 @@ pub fn redacted_users(seed: &str, n: u32) -> Vec<String> {
             userstream::model::redact::redact_credentials(
                 &serde_json::value::to_raw_value(u).unwrap(),
             )
+            .into_record()
         })
         .collect()
 }

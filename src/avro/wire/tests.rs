@@ -106,6 +106,7 @@ fn generated_users(n: u32) -> Vec<String> {
         .iter()
         .map(|u| {
             crate::model::redact::redact_credentials(&serde_json::value::to_raw_value(u).unwrap())
+                .into_record()
         })
         .collect()
 }

@@ -13,6 +13,7 @@ use crate::model::row::fetch_timestamp;
 use crate::process::processor::commit_backoff;
 use crate::process::transform;
 use crate::registry::RegistryClient;
+use crate::registry::client::ClientError;
 use crate::sink::{Commit, Sink};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -90,6 +91,9 @@ pub struct KafkaProcessorStats {
     pub messages: AtomicU64,
     pub rows: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Schema-registry calls retried because the registry was unavailable (an outage ridden out
+    /// rather than good data dead-lettered).
+    pub registry_retries: AtomicU64,
     /// Fetch-to-commit latency (µs) of messages that carry the relay's fetch-time header.
     pub latency_micros: std::sync::Mutex<Option<hdrhistogram::Histogram<u64>>>,
 }
@@ -276,8 +280,9 @@ impl<S: Sink> KafkaProcessor<S> {
                 &self.registry,
                 message.payload().unwrap_or_default(),
                 fetch_timestamp(fetched_at.unwrap_or(0)),
+                &self.stats.registry_retries,
             )
-            .await
+            .await?
             {
                 Ok(row) => entry.0.push(row),
                 Err(reason) => poison.push(Poison {
@@ -420,19 +425,58 @@ fn fetched_at_micros(message: &rdkafka::message::OwnedMessage) -> Option<i64> {
     })
 }
 
-/// Payload -> row, or the reason it is poison.
+/// Payload -> row, or (inner `Err`) the reason it is poison. Only what the message itself makes
+/// undecodable is poison: a registry that cannot be reached is waited out
+/// ([`writer_schema`]), and if it stays away the run ends (outer `Err`) with nothing committed.
 async fn decode(
     registry: &RegistryClient,
     payload: &[u8],
     fetched_at: chrono::DateTime<chrono::Utc>,
-) -> Result<crate::model::UserRow, String> {
-    let (schema_id, datum) = decode_frame(payload).map_err(|e| e.to_string())?;
-    let writer = registry
-        .schema(schema_id)
-        .await
-        .map_err(|e| format!("unknown schema id {schema_id}: {e}"))?;
-    let record = decode_user(schema_id, &writer, datum).map_err(|e| e.to_string())?;
-    transform(&record, fetched_at).map_err(|e| e.to_string())
+    retries: &AtomicU64,
+) -> Result<Result<crate::model::UserRow, String>, KafkaPathError> {
+    let (schema_id, datum) = match decode_frame(payload) {
+        Ok(frame) => frame,
+        Err(err) => return Ok(Err(err.to_string())),
+    };
+    let writer = match writer_schema(registry, schema_id, retries).await? {
+        Ok(writer) => writer,
+        Err(err) => return Ok(Err(format!("unknown schema id {schema_id}: {err}"))),
+    };
+    Ok(decode_user(schema_id, &writer, datum)
+        .map_err(|e| e.to_string())
+        .and_then(|record| transform(&record, fetched_at).map_err(|e| e.to_string())))
+}
+
+/// The writer schema `id`, or (inner `Err`) the registry's final answer that it has none. While
+/// the registry is unavailable (restarting, unreachable, timing out, answering 5xx) this backs
+/// off and asks again, logging each failure, for up to [`UNREACHABLE_LIMIT`]; then the registry's
+/// error ends the run. Nothing of the batch in hand is committed meanwhile.
+async fn writer_schema(
+    registry: &RegistryClient,
+    id: u32,
+    retries: &AtomicU64,
+) -> Result<Result<std::sync::Arc<apache_avro::Schema>, ClientError>, KafkaPathError> {
+    let started = std::time::Instant::now();
+    let mut attempt = 1;
+    loop {
+        match registry.schema(id).await {
+            Ok(schema) => return Ok(Ok(schema)),
+            Err(err) if !err.is_transient() => return Ok(Err(err)),
+            Err(err) if started.elapsed() >= UNREACHABLE_LIMIT => return Err(err.into()),
+            Err(err) => {
+                let wait = commit_backoff(attempt);
+                tracing::warn!(
+                    schema_id = id,
+                    attempt,
+                    error = %err,
+                    "schema registry unavailable; retrying in {wait:?}"
+                );
+                retries.fetch_add(1, Relaxed);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+        }
+    }
 }
 
 async fn send_dead_letters(

@@ -2,7 +2,9 @@
 
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::encode_user_keyed;
-use crate::log::RawLog;
+use crate::log::{LogRecord, RawLog};
+use crate::model::row::fetch_timestamp;
+use crate::process::transform;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::DeliveryFuture;
@@ -69,34 +71,34 @@ impl<L: RawLog> Relay<L> {
         let mut pending = Vec::with_capacity(batch.len());
         for record in &batch {
             // Keyed by `login.uuid`, so one user always lands on one partition.
-            let (topic, key, payload, headers) =
-                match encode_user_keyed(self.schema_id, &record.record) {
-                    // When the record was fetched, so consumers can measure end-to-end latency.
-                    Ok((payload, key)) => (
-                        &self.options.topic,
-                        key.unwrap_or_else(|| record.seq.to_string()),
-                        payload,
-                        OwnedHeaders::new().insert(Header {
-                            key: FETCHED_AT_HEADER,
-                            value: Some(record.fetched_at_micros.to_string().as_str()),
+            let (topic, key, payload, headers) = match publishable(self.schema_id, record) {
+                // When the record was fetched, so consumers can measure end-to-end latency.
+                Ok((payload, key)) => (
+                    &self.options.topic,
+                    key.unwrap_or_else(|| record.seq.to_string()),
+                    payload,
+                    OwnedHeaders::new().insert(Header {
+                        key: FETCHED_AT_HEADER,
+                        value: Some(record.fetched_at_micros.to_string().as_str()),
+                    }),
+                ),
+                // Invalid, or not even encodable as a user: straight to the dead-letter
+                // topic, with why.
+                Err(err) => (
+                    &self.options.dlq_topic,
+                    record.seq.to_string(),
+                    record.record.clone().into_bytes(),
+                    OwnedHeaders::new()
+                        .insert(Header {
+                            key: "error",
+                            value: Some(err.as_str()),
+                        })
+                        .insert(Header {
+                            key: "source.log_seq",
+                            value: Some(record.seq.to_string().as_str()),
                         }),
-                    ),
-                    // Not even encodable as a user: straight to the dead-letter topic, with why.
-                    Err(err) => (
-                        &self.options.dlq_topic,
-                        record.seq.to_string(),
-                        record.record.clone().into_bytes(),
-                        OwnedHeaders::new()
-                            .insert(Header {
-                                key: "error",
-                                value: Some(err.to_string().as_str()),
-                            })
-                            .insert(Header {
-                                key: "source.log_seq",
-                                value: Some(record.seq.to_string().as_str()),
-                            }),
-                    ),
-                };
+                ),
+            };
             let mut message = FutureRecord::to(topic)
                 .key(&key)
                 .payload(&payload)
@@ -123,6 +125,16 @@ impl<L: RawLog> Relay<L> {
         tracing::debug!(from = after + 1, to = last, "relayed to Kafka");
         Ok(batch.len())
     }
+}
+
+/// The record's Avro frame and key, or why it must be dead-lettered. It is validated by the same
+/// [`transform`] the processor runs, so a record is refused at the same point on both paths and
+/// for the same reason: JSON that an Avro encoder would accept (a duplicated `login`, of which it
+/// keeps one) never reaches the topic as a user.
+fn publishable(schema_id: u32, record: &LogRecord) -> Result<(Vec<u8>, Option<String>), String> {
+    transform(&record.record, fetch_timestamp(record.fetched_at_micros))
+        .map_err(|invalid| invalid.to_string())?;
+    encode_user_keyed(schema_id, &record.record).map_err(|err| err.to_string())
 }
 
 /// Waits for every delivery in `pending`; the first failure fails the batch.

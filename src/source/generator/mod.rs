@@ -162,7 +162,7 @@ impl Source for GeneratorSource {
         )
         .map_err(|e| FetchError::Rejected {
             status: 400,
-            body: e.to_string(),
+            reason: e.to_string(),
         })?;
         parse_page(&self.buffer)
     }

@@ -28,8 +28,10 @@ pub struct ClientConfig {
     /// Longest `Retry-After` we honour; a larger one is capped so a bad header can't stall us.
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
-    /// Users requested per `window`; 0 disables the budget (only for local servers).
-    pub users_per_window: u32,
+    /// Users requested per `window`. Unset: [`DEFAULT_USERS_PER_WINDOW`] for the public API and
+    /// no budget for any other server (a local `serve-api` is not randomuser.me's to protect).
+    /// 0 disables the budget (refused for the public API).
+    pub users_per_window: Option<u32>,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
 }
@@ -43,8 +45,69 @@ impl Default for ClientConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(300),
-            users_per_window: DEFAULT_USERS_PER_WINDOW,
+            users_per_window: None,
             window: Duration::from_secs(300),
         }
+    }
+}
+
+impl ClientConfig {
+    /// Whether `url` is the public randomuser.me API, whose per-IP limit we must honour. Matched by
+    /// host, not by substring: `http://127.0.0.1/?randomuser.me` is not it, `api.randomuser.me`
+    /// would be.
+    pub fn is_public_api(&self) -> bool {
+        reqwest::Url::parse(&self.url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|host| {
+                let host = host.trim_end_matches('.');
+                host == "randomuser.me" || host.ends_with(".randomuser.me")
+            })
+    }
+
+    /// Users per window the budget allows; 0 means no budget.
+    pub fn budget_per_window(&self) -> u32 {
+        match self.users_per_window {
+            Some(users) => users,
+            None if self.is_public_api() => DEFAULT_USERS_PER_WINDOW,
+            None => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(url: &str) -> ClientConfig {
+        ClientConfig {
+            url: url.into(),
+            ..ClientConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_public_api_is_matched_by_host() {
+        for public in [
+            DEFAULT_URL,
+            "http://RandomUser.me/api/",
+            "https://api.randomuser.me./",
+        ] {
+            assert!(at(public).is_public_api(), "{public}");
+            assert_eq!(at(public).budget_per_window(), DEFAULT_USERS_PER_WINDOW);
+        }
+        for local in [
+            "http://127.0.0.1:8000/api/?mirror=randomuser.me",
+            "http://randomuser.me.example.org/",
+            "http://notrandomuser.me/",
+        ] {
+            assert!(!at(local).is_public_api(), "{local}");
+            assert_eq!(at(local).budget_per_window(), 0, "{local}");
+        }
+        let asked = ClientConfig {
+            users_per_window: Some(100),
+            ..at("http://127.0.0.1:8000/")
+        };
+        assert_eq!(asked.budget_per_window(), 100);
     }
 }

@@ -23,6 +23,9 @@ use reqwest::header::RETRY_AFTER;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The largest response body accepted: four times a full 5,000-user page (10 to 20 MB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Talks to randomuser.me (or anything serving the same API, such as `userstream serve-api`).
 pub struct RandomUserClient {
     http: reqwest::Client,
@@ -39,7 +42,7 @@ impl RandomUserClient {
             .user_agent(concat!("userstream/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Transport(format!("building HTTP client: {e}")))?;
-        let budget = WindowBudget::new(config.users_per_window, config.window);
+        let budget = WindowBudget::new(config.budget_per_window(), config.window);
         Ok(Self {
             http,
             config,
@@ -76,8 +79,7 @@ impl RandomUserClient {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             return Err(FetchError::RateLimited { retry_after });
         }
         if status.is_server_error() {
@@ -85,17 +87,40 @@ impl RandomUserClient {
                 status: status.as_u16(),
             });
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let body = self.read_body(response).await?;
         if status.is_client_error() {
             return Err(FetchError::Rejected {
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                reason: rejection_reason(&body),
             });
         }
         parse_page(&body)
+    }
+
+    /// Reads the body, refusing one over [`MAX_BODY_BYTES`] as soon as it is known to be: a server
+    /// that never stops sending must not take the process's memory with it.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+        let too_large = FetchError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport_error(&self, err: reqwest::Error) -> FetchError {
@@ -112,6 +137,30 @@ impl RandomUserClient {
             }
             FetchError::Transport(text)
         }
+    }
+}
+
+/// `Retry-After` as RFC 9110 allows it: delay seconds, or an HTTP date (a date already past means
+/// "now"). Anything else is ignored and the usual backoff applies.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// What a 4xx answer says, for the error message: the API's own `{"error": "..."}` text (capped),
+/// or only the body's size. Never the raw body, which error messages would carry into log lines.
+fn rejection_reason(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        error: String,
+    }
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(ApiError { error }) => error.chars().take(200).collect(),
+        Err(_) => format!("{} bytes of body", body.len()),
     }
 }
 
@@ -157,5 +206,30 @@ impl Source for RandomUserClient {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        // Already past: retry now, not never.
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
     }
 }

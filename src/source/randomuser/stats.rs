@@ -32,7 +32,7 @@ impl FetchStats {
             FetchError::Timeout(_) => &self.timeouts,
             FetchError::Transport(_) => &self.transport_errors,
             FetchError::Api(_) => &self.api_errors,
-            FetchError::Malformed(_) => &self.malformed,
+            FetchError::Malformed(_) | FetchError::TooLarge { .. } => &self.malformed,
             FetchError::Rejected { .. } => &self.rejected,
             FetchError::GaveUp { .. } => return,
         };
