@@ -30,5 +30,6 @@ pub mod process;
 pub mod registry;
 pub mod sink;
 pub mod source;
+pub mod supervisor;
 pub mod telemetry;
 pub mod tls;

@@ -2,6 +2,7 @@
 //! sharing an [`AppendSignal`] so a committed page is processed at once.
 
 use crate::config::{Config, SourceKind};
+use crate::ingest::writer_lock::WriterLock;
 use crate::ingest::{Ingestor, PageSettings, Schedule, ScheduleSummary, run_schedule};
 use crate::log::{AnyLog, AppendSignal, PostgresLog, SqliteLog};
 use crate::process::processor::ProcessSummary;
@@ -76,6 +77,16 @@ pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
     }
 }
 
+/// Takes the data directory's ingest lock ([`WriterLock`]) when the log lives there; a
+/// PostgreSQL log is shared by design and is not locked.
+pub fn lock_ingest(config: &Config) -> anyhow::Result<Option<WriterLock>> {
+    if config.backup.postgres.is_some() {
+        return Ok(None);
+    }
+    config.ensure_data_dir()?;
+    Ok(Some(WriterLock::acquire(&config.data_dir)?))
+}
+
 /// Opens the configured store: Cassandra or PostgreSQL if `[store]` names one, else SQLite.
 pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     if let Some(nodes) = &config.store.cassandra {
@@ -121,9 +132,11 @@ pub async fn run_pipeline(
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
     if config.kafka.brokers.is_some() {
-        return crate::bus::kafka::pipeline::run_kafka_pipeline(config, cancel).await;
+        return crate::bus::kafka::pipeline::run_kafka_pipeline(config, cancel, show_progress)
+            .await;
     }
     let started = Instant::now();
+    let _ingest_lock = lock_ingest(config)?;
     let writer = open_log(config)?;
     let reader = open_log(config).context("opening the log for reading")?;
     let store = open_store(config)?;

@@ -1,5 +1,6 @@
 //! Logging set-up, live progress, and resource readings.
 
+use crate::bus::kafka::consumer::KafkaProcessorStats;
 use crate::ingest::IngestStats;
 use crate::process::ProcessorStats;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,11 +40,45 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// What has been processed so far, in every mode.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Processed {
+    pub records: u64,
+    pub rows: u64,
+    pub dead_letters: u64,
+}
+
+/// Whatever counts processed records: the embedded processor, or a run's Kafka consumers
+/// together, so that progress reads the same in both modes.
+pub trait ProcessedCounts: Send + Sync + 'static {
+    fn processed(&self) -> Processed;
+}
+
+impl ProcessedCounts for ProcessorStats {
+    fn processed(&self) -> Processed {
+        Processed {
+            records: self.records.load(Relaxed),
+            rows: self.rows.load(Relaxed),
+            dead_letters: self.dead_letters.load(Relaxed),
+        }
+    }
+}
+
+impl ProcessedCounts for Vec<Arc<KafkaProcessorStats>> {
+    fn processed(&self) -> Processed {
+        self.iter().fold(Processed::default(), |sum, s| Processed {
+            records: sum.records + s.messages.load(Relaxed),
+            rows: sum.rows + s.rows.load(Relaxed),
+            dead_letters: sum.dead_letters + s.dead_letters.load(Relaxed),
+        })
+    }
+}
+
 /// Reports pipeline progress until `done` fires: a bar on a terminal, a log line every 10 s
 /// otherwise (so service logs show life without drowning in lines).
 pub fn spawn_progress(
     ingest: Arc<IngestStats>,
-    process: Arc<ProcessorStats>,
+    process: Arc<dyn ProcessedCounts>,
     total: Option<u64>,
     done: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -79,11 +114,13 @@ pub fn spawn_progress(
                 _ = ticker.tick() => false,
             };
             let fetched = ingest.records.load(Relaxed);
-            let processed = process.records.load(Relaxed);
+            let Processed {
+                records: processed,
+                rows,
+                dead_letters,
+            } = process.processed();
             let message = format!(
-                "fetched {fetched}, stored {}, dead-lettered {}, lag {}",
-                process.rows.load(Relaxed),
-                process.dead_letters.load(Relaxed),
+                "fetched {fetched}, stored {rows}, dead-lettered {dead_letters}, lag {}",
                 fetched.saturating_sub(processed)
             );
             match &bar {

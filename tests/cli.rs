@@ -190,3 +190,69 @@ fn ingest_process_query_and_dlq_work_together() {
     assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "0");
     assert!(stdout(&userstream(d, &["dlq", "list"])).contains("(0 rows)"));
 }
+
+/// Two `run`s on one data directory would read the same paging cursor and fetch every page
+/// twice: the second is refused, naming the first, and once the first is gone a run proceeds.
+#[test]
+fn a_second_ingest_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .current_dir(dir.path())
+        .env_remove("USERSTREAM_CONFIG")
+        .args(["-q", "--data-dir", "data", "run", "--rate", "50"])
+        .args(["--batch-size", "10"])
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("data/log.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while support::count(&log, "raw_records") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first run never ingested"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = userstream(dir.path(), &["run", "--max-users", "10"]);
+    let ingest = userstream(dir.path(), &["ingest", "--once"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let holder = format!("(pid {}) is already ingesting into data", first.id());
+    fails_with(&second, 1, &holder);
+    fails_with(&ingest, 1, &holder);
+    let after = userstream(dir.path(), &["ingest", "--once"]);
+    assert!(after.status.success(), "{}", stderr(&after));
+}
+
+/// A seed's users are positional, so a new `--batch-size` continues the seed at the same user
+/// (it used to restart at page 1 and fetch every user again), and a size that cannot continue
+/// it without fetching users twice is refused.
+#[test]
+fn a_new_batch_size_continues_the_seed_or_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ingest = |size: &str, max: &str| {
+        userstream(
+            d,
+            &[
+                "ingest",
+                "--seed",
+                "sizes",
+                "--batch-size",
+                size,
+                "--max-users",
+                max,
+            ],
+        )
+    };
+    assert!(ingest("100", "300").status.success());
+    let out = ingest("150", "600");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (records, ids) = support::log_uuids(&d.join("data"));
+    assert_eq!((records, ids.len()), (600, 600), "no user fetched twice");
+    fails_with(
+        &ingest("400", "1200"),
+        1,
+        "seed \"sizes\" has 600 users fetched in pages of 150",
+    );
+    assert_eq!(support::log_uuids(&d.join("data")).0, 600);
+}

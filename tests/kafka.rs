@@ -139,3 +139,56 @@ async fn a_registry_outage_is_waited_out_and_dead_letters_nothing() {
 async fn a_duplicated_login_is_dead_lettered_on_the_kafka_path_too() {
     the_relay_validates_as_the_processor_does(shared_cluster().await, "duplicate_login").await;
 }
+
+/// `userstream run` on Kafka whose only processor fails (its store stays locked past every commit
+/// attempt) ends with an error naming the processor, instead of fetching and publishing on for
+/// nobody. (It used to run on: the consumer tasks were awaited only at shutdown.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_processor_ends_run_with_an_error_naming_it() {
+    let cluster = shared_cluster().await;
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .args(["-q", "--data-dir"])
+        .arg(dir.path())
+        .args(["run", "--batch-size", "100", "--rate", "500"])
+        .env("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers())
+        .env("USERSTREAM_KAFKA__TOPIC", "users_created.supervised")
+        .env(
+            "USERSTREAM_KAFKA__DLQ_TOPIC",
+            "users_created.supervised.dlq",
+        )
+        .env("USERSTREAM_KAFKA__GROUP_ID", "supervised-group")
+        .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
+        .env("USERSTREAM_PROCESS__COMMIT_ATTEMPTS", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = dir.path().join("store.db");
+    support::wait_until("rows being stored", || {
+        support::count(&store, "created_users") > 0
+    })
+    .await;
+    // Another writer holds the store from here on.
+    let lock = rusqlite::Connection::open(&store).unwrap();
+    lock.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("run went on for 180 s with its only processor failed");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("processor 1 failed"), "{stderr}");
+    drop(lock);
+}

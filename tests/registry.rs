@@ -193,6 +193,95 @@ async fn rest_api_answers_like_confluent() {
     );
 }
 
+/// Where our registry used to differ from Confluent's: version deletes (soft first, then
+/// permanent), a second soft delete of a subject, versions past 2^31-1, errors that were not
+/// JSON, and `/schemas/ids/{id}/versions`.
+#[tokio::test]
+async fn deletes_errors_and_id_lookups_match_confluent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(&dir.path().join("registry.db")).await;
+    let subject = format!("{url}/subjects/d-value");
+    let code = |reply: (u16, Value)| (reply.0, reply.1["error_code"].clone());
+    for fields in [
+        json!([{"name": "a", "type": "string"}]),
+        json!([{"name": "a", "type": "string"}, {"name": "b", "type": ["null", "int"], "default": null}]),
+    ] {
+        assert_eq!(
+            call("POST", &format!("{subject}/versions"), Some(record(fields)))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        call("GET", &format!("{url}/schemas/ids/1/versions"), None).await,
+        (200, json!([{"subject": "d-value", "version": 1}]))
+    );
+    assert_eq!(
+        code(call("GET", &format!("{url}/schemas/ids/77/versions"), None).await),
+        (404, json!(40403))
+    );
+
+    // A version: permanent only after soft, soft only once.
+    let v1 = format!("{subject}/versions/1");
+    assert_eq!(
+        code(call("DELETE", &format!("{v1}?permanent=true"), None).await),
+        (404, json!(40407))
+    );
+    assert_eq!(call("GET", &v1, None).await.0, 200, "still there");
+    assert_eq!(call("DELETE", &v1, None).await, (200, json!(1)));
+    assert_eq!(code(call("DELETE", &v1, None).await), (404, json!(40406)));
+    assert_eq!(
+        call("GET", &format!("{url}/schemas/ids/1/versions"), None).await,
+        (200, json!([]))
+    );
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{url}/schemas/ids/1/versions?deleted=true"),
+            None
+        )
+        .await,
+        (200, json!([{"subject": "d-value", "version": 1}]))
+    );
+    assert_eq!(
+        call("DELETE", &format!("{v1}?permanent=true"), None).await,
+        (200, json!(1))
+    );
+    assert_eq!(
+        call("GET", &format!("{subject}/versions?deleted=true"), None).await,
+        (200, json!([2]))
+    );
+
+    // The subject: a second soft delete is 40404, not "not found".
+    assert_eq!(call("DELETE", &subject, None).await, (200, json!([2])));
+    assert_eq!(
+        code(call("DELETE", &subject, None).await),
+        (404, json!(40404))
+    );
+
+    // Versions out of range are invalid, however large.
+    for version in ["0", "2147483648", "99999999999999999999"] {
+        assert_eq!(
+            code(call("GET", &format!("{url}/subjects/x/versions/{version}"), None).await),
+            (422, json!(42202)),
+            "{version}"
+        );
+    }
+
+    // Every error is JSON with a code, even those the framework answers.
+    for (method, path, status) in [
+        ("GET", format!("{url}/no/such/endpoint"), 404),
+        ("GET", format!("{url}/schemas/ids/abc"), 400),
+        ("PATCH", format!("{url}/subjects"), 405),
+    ] {
+        let (got, body) = call(method, &path, None).await;
+        assert_eq!(got, status, "{method} {path}");
+        assert_eq!(body["error_code"], json!(status), "{method} {path}: {body}");
+        assert!(body["message"].is_string());
+    }
+}
+
 #[tokio::test]
 async fn schemas_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ use crate::cli::IngestArgs;
 use crate::config::Config;
 use crate::ingest::{Ingestor, Schedule, run_schedule};
 use crate::log::AppendSignal;
-use crate::pipeline::{build_source, describe_backends, open_log};
+use crate::pipeline::{build_source, describe_backends, lock_ingest, open_log};
 use std::time::Duration;
 
 pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
@@ -14,6 +14,7 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     let max_pages = (args.once || config.ingest.max_users.is_none()).then_some(1);
     config.validate()?;
     runtime()?.block_on(async {
+        let _ingest_lock = lock_ingest(&config)?;
         let log = open_log(&config)?;
         let mut ingestor = Ingestor::new(
             build_source(&config)?,

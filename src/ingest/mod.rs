@@ -6,6 +6,7 @@
 //! start refetches exactly the missing page (same seed, same page, same users).
 
 pub mod schedule;
+pub mod writer_lock;
 
 pub use schedule::{Schedule, ScheduleSummary, run_schedule};
 
@@ -27,6 +28,17 @@ pub enum IngestError {
     /// The log could not be written: ingest must stop, since nothing fetched could be kept.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The seed was fetched in pages of another size, and its users so far do not fill whole
+    /// pages of the new one: continuing would fetch some users twice.
+    #[error(
+        "seed {seed:?} has {fetched} users fetched in pages of {old_size}, which pages of {new_size} cannot continue without fetching users twice; use a batch size that divides {fetched} (such as {old_size}), or another seed"
+    )]
+    PageSizeChange {
+        seed: String,
+        fetched: u64,
+        old_size: u32,
+        new_size: u32,
+    },
 }
 
 /// What ingest has done so far in this process.
@@ -62,31 +74,62 @@ pub struct Ingestor<S, L> {
 
 impl<S: Source, L: RawLog> Ingestor<S, L> {
     /// Resumes the source's stored cursor when it matches `settings`, else starts a new one.
+    ///
+    /// A seed's users are positional (page *p* of size *n* holds users *(p-1)n+1 ..= pn*), so a
+    /// new page size continues the same seed at the same user when the users fetched so far fill
+    /// whole pages of the new size. When they don't, the stored seed cannot be continued without
+    /// fetching users twice: a seed given explicitly is refused ([`IngestError::PageSizeChange`]),
+    /// and without one a new seed starts.
     pub fn new(
         source: S,
         mut log: L,
         settings: &PageSettings,
         run_id: String,
         signal: AppendSignal,
-    ) -> Result<Self, LogError> {
+    ) -> Result<Self, IngestError> {
         let source_key = source.key();
-        let stored = log.cursor(&source_key)?;
+        let stored = log
+            .cursor(&source_key)?
+            .filter(|c| settings.seed.as_ref().is_none_or(|s| *s == c.seed));
+        let fresh = || IngestCursor {
+            seed: settings
+                .seed
+                .clone()
+                .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())),
+            page_size: settings.batch_size,
+            next_page: 1,
+        };
         let cursor = match stored {
-            Some(c)
-                if c.page_size == settings.batch_size
-                    && settings.seed.as_ref().is_none_or(|s| *s == c.seed) =>
-            {
-                tracing::info!(seed = %c.seed, page = c.next_page, "resuming ingest cursor");
-                c
+            None => fresh(),
+            Some(c) => {
+                let fetched = (c.next_page - 1) * u64::from(c.page_size);
+                let size = u64::from(settings.batch_size);
+                if fetched % size == 0 {
+                    let resumed = IngestCursor {
+                        next_page: fetched / size + 1,
+                        page_size: settings.batch_size,
+                        seed: c.seed,
+                    };
+                    tracing::info!(seed = %resumed.seed, page = resumed.next_page, users = fetched, "resuming ingest cursor");
+                    resumed
+                } else if settings.seed.is_some() {
+                    return Err(IngestError::PageSizeChange {
+                        seed: c.seed,
+                        fetched,
+                        old_size: c.page_size,
+                        new_size: settings.batch_size,
+                    });
+                } else {
+                    let new = fresh();
+                    tracing::warn!(
+                        old_seed = %c.seed,
+                        fetched,
+                        seed = %new.seed,
+                        "the {fetched} users fetched do not fill whole pages of {size}; starting a new seed"
+                    );
+                    new
+                }
             }
-            _ => IngestCursor {
-                seed: settings
-                    .seed
-                    .clone()
-                    .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())),
-                page_size: settings.batch_size,
-                next_page: 1,
-            },
         };
         Ok(Self {
             source,

@@ -168,7 +168,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 rows,
                 dead_letters: dead,
                 log_id,
-                position,
+                position: Some(position),
             };
             match self.sink.commit(commit) {
                 Ok(()) => return Ok(()),

@@ -29,8 +29,22 @@ pub enum RegistryError {
         "Schema being registered is incompatible with an earlier schema for subject \"{subject}\": {reason}"
     )]
     Incompatible { subject: String, reason: String },
+    /// A soft delete of a subject that is already soft-deleted.
     #[error("Subject '{0}' was soft deleted. Set permanent=true to delete permanently")]
-    NotSoftDeleted(String),
+    SubjectSoftDeleted(String),
+    /// A permanent delete of a subject that was not soft-deleted first.
+    #[error("Subject '{0}' was not deleted first before being permanently deleted")]
+    SubjectNotSoftDeleted(String),
+    /// A soft delete of a version that is already soft-deleted.
+    #[error(
+        "Subject '{subject}' Version {version} was soft deleted. Set permanent=true to delete permanently"
+    )]
+    VersionSoftDeleted { subject: String, version: i64 },
+    /// A permanent delete of a version that was not soft-deleted first.
+    #[error(
+        "Subject '{subject}' Version {version} was not deleted first before being permanently deleted"
+    )]
+    VersionNotSoftDeleted { subject: String, version: i64 },
     #[error("storage error: {0}")]
     Storage(String),
 }
@@ -44,7 +58,10 @@ impl RegistryError {
             VersionNotFound(_) => (StatusCode::NOT_FOUND, 40402),
             SchemaNotFound(_) => (StatusCode::NOT_FOUND, 40403),
             SubjectConfigNotFound(_) => (StatusCode::NOT_FOUND, 40408),
-            NotSoftDeleted(_) => (StatusCode::NOT_FOUND, 40405),
+            SubjectSoftDeleted(_) => (StatusCode::NOT_FOUND, 40404),
+            SubjectNotSoftDeleted(_) => (StatusCode::NOT_FOUND, 40405),
+            VersionSoftDeleted { .. } => (StatusCode::NOT_FOUND, 40406),
+            VersionNotSoftDeleted { .. } => (StatusCode::NOT_FOUND, 40407),
             InvalidSchema(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42201),
             InvalidVersion(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42202),
             InvalidCompatibility => (StatusCode::UNPROCESSABLE_ENTITY, 42203),

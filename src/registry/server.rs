@@ -53,6 +53,10 @@ pub fn router(store: Arc<RegistryStore>) -> Router {
         .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
+        .route(
+            "/schemas/ids/{id}/versions",
+            get(subject_versions_of_schema),
+        )
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
         .route("/subjects/{subject}/versions", get(versions).post(register))
@@ -73,6 +77,8 @@ pub fn router(store: Arc<RegistryStore>) -> Router {
             "/config/{subject}",
             get(subject_config).put(set_subject_config),
         )
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(axum::middleware::map_response(errors_as_json))
         .with_state(store)
 }
 
@@ -181,6 +187,56 @@ async fn delete_subject(
 async fn delete_version(
     State(store): Shared,
     Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
 ) -> Reply {
-    reply(json!(store.delete_version(&subject, &version)?))
+    reply(json!(store.delete_version(
+        &subject,
+        &version,
+        flag(&params, "permanent")
+    )?))
+}
+
+async fn subject_versions_of_schema(
+    State(store): Shared,
+    Path(id): Path<i64>,
+    Query(params): Params,
+) -> Reply {
+    let pairs = store.subject_versions_of(id, flag(&params, "deleted"))?;
+    reply(Value::Array(
+        pairs
+            .into_iter()
+            .map(|(subject, version)| json!({ "subject": subject, "version": version }))
+            .collect(),
+    ))
+}
+
+/// Confluent answers every error as `{"error_code", "message"}` JSON, and its clients parse it.
+/// axum's own rejections (no such route, wrong method, a path parameter that is not a number)
+/// come as plain text or an empty body; this rewrites any error response that is not JSON.
+async fn errors_as_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let detail = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let reason = status.canonical_reason().unwrap_or("");
+    let message = match detail {
+        Some(detail) => format!("HTTP {} {reason}: {detail}", status.as_u16()),
+        None => format!("HTTP {} {reason}", status.as_u16()),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        json!({ "error_code": status.as_u16(), "message": message }).to_string(),
+    )
+        .into_response()
 }

@@ -160,14 +160,14 @@ impl RegistryStore {
 
     /// `version` is a number or `latest` (or -1, as Confluent accepts).
     pub fn version(&self, subject: &str, version: &str) -> Result<SubjectVersion, RegistryError> {
-        let live = self.versions(subject, false)?;
-        let wanted = match version {
-            "latest" | "-1" => *live.last().expect("versions() never returns empty"),
-            v => match v.parse::<i64>() {
-                Ok(n) if n >= 1 => n,
-                _ => return Err(RegistryError::InvalidVersion(v.to_owned())),
-            },
+        // Checked first, as Confluent does: a bad version is 42202 whatever the subject.
+        let requested = match version {
+            "latest" | "-1" => None,
+            v => Some(parse_version(v)?),
         };
+        let live = self.versions(subject, false)?;
+        let wanted =
+            requested.unwrap_or_else(|| *live.last().expect("versions() never returns empty"));
         if !live.contains(&wanted) {
             return Err(RegistryError::VersionNotFound(wanted.to_string()));
         }
@@ -232,22 +232,26 @@ impl RegistryStore {
         Ok(level.to_owned())
     }
 
-    /// Soft-deletes every version (or, with `permanent`, removes soft-deleted ones).
+    /// Soft-deletes every version, or with `permanent` removes a subject soft-deleted before, as
+    /// Confluent does (40404 for a second soft delete, 40405 for a permanent one first).
     pub fn delete_subject(
         &self,
         subject: &str,
         permanent: bool,
     ) -> Result<Vec<i64>, RegistryError> {
+        let all = self.versions(subject, true)?;
+        let live = self.versions(subject, false).unwrap_or_default();
         if permanent {
-            let all = self.versions(subject, true)?;
-            if self.versions(subject, false).is_ok() {
-                return Err(RegistryError::NotSoftDeleted(subject.to_owned()));
+            if !live.is_empty() {
+                return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
             }
             self.conn()
                 .execute("DELETE FROM subject_versions WHERE subject = ?1", [subject])?;
             return Ok(all);
         }
-        let live = self.versions(subject, false)?;
+        if live.is_empty() {
+            return Err(RegistryError::SubjectSoftDeleted(subject.to_owned()));
+        }
         self.conn().execute(
             "UPDATE subject_versions SET deleted = 1 WHERE subject = ?1",
             [subject],
@@ -255,13 +259,84 @@ impl RegistryStore {
         Ok(live)
     }
 
-    pub fn delete_version(&self, subject: &str, version: &str) -> Result<i64, RegistryError> {
-        let found = self.version(subject, version)?;
-        self.conn().execute(
-            "UPDATE subject_versions SET deleted = 1 WHERE subject = ?1 AND version = ?2",
-            params![subject, found.version],
+    /// Soft-deletes one version, or with `permanent` removes one soft-deleted before (40406 for a
+    /// second soft delete, 40407 for a permanent one first).
+    pub fn delete_version(
+        &self,
+        subject: &str,
+        version: &str,
+        permanent: bool,
+    ) -> Result<i64, RegistryError> {
+        let requested = match version {
+            "latest" | "-1" => None,
+            v => Some(parse_version(v)?),
+        };
+        let all = self.versions(subject, true)?;
+        let wanted = match requested {
+            Some(n) => n,
+            None => *self
+                .versions(subject, !permanent)?
+                .last()
+                .expect("versions() never returns empty"),
+        };
+        if !all.contains(&wanted) {
+            return Err(RegistryError::VersionNotFound(wanted.to_string()));
+        }
+        let deleted: bool = self.conn().query_row(
+            "SELECT deleted FROM subject_versions WHERE subject = ?1 AND version = ?2",
+            params![subject, wanted],
+            |r| r.get(0),
         )?;
-        Ok(found.version)
+        let (subject_owned, version) = (subject.to_owned(), wanted);
+        match (permanent, deleted) {
+            (false, true) => Err(RegistryError::VersionSoftDeleted {
+                subject: subject_owned,
+                version,
+            }),
+            (true, false) => Err(RegistryError::VersionNotSoftDeleted {
+                subject: subject_owned,
+                version,
+            }),
+            (false, false) => {
+                self.conn().execute(
+                    "UPDATE subject_versions SET deleted = 1 WHERE subject = ?1 AND version = ?2",
+                    params![subject, wanted],
+                )?;
+                Ok(wanted)
+            }
+            (true, true) => {
+                self.conn().execute(
+                    "DELETE FROM subject_versions WHERE subject = ?1 AND version = ?2",
+                    params![subject, wanted],
+                )?;
+                Ok(wanted)
+            }
+        }
+    }
+
+    /// Every (subject, version) that holds schema `id`; the soft-deleted ones too with
+    /// `include_deleted`. An id never registered is 40403.
+    pub fn subject_versions_of(
+        &self,
+        id: i64,
+        include_deleted: bool,
+    ) -> Result<Vec<(String, i64)>, RegistryError> {
+        self.schema_by_id(id)?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT subject, version FROM subject_versions
+             WHERE schema_id = ?1 AND (deleted = 0 OR ?2) ORDER BY subject, version",
+        )?;
+        let rows = stmt.query_map(params![id, include_deleted], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A version number as Confluent allows it: 1 to 2^31-1 (42202 otherwise, however large).
+fn parse_version(text: &str) -> Result<i64, RegistryError> {
+    match text.parse::<i64>() {
+        Ok(n) if (1..=i64::from(i32::MAX)).contains(&n) => Ok(n),
+        _ => Err(RegistryError::InvalidVersion(text.to_owned())),
     }
 }
 

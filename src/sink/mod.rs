@@ -50,10 +50,13 @@ pub struct DeadLetter {
 pub struct Commit<'a> {
     pub rows: &'a [UserRow],
     pub dead_letters: &'a [DeadLetter],
-    /// Which log the position belongs to.
+    /// Which log (or Kafka partition, `kafka:<topic>:<partition>`) the batch came from: the
+    /// position's key, and with each dead letter's `log_seq` the dead letter's key.
     pub log_id: &'a str,
-    /// The last log sequence number covered by this batch.
-    pub position: u64,
+    /// The last log sequence number covered by this batch, recorded with the rows. `None` when
+    /// progress is kept elsewhere: a Kafka consumer's progress is its committed offsets, and a
+    /// second position in the store that nothing reads would only be a claim nothing enforces.
+    pub position: Option<u64>,
 }
 
 /// A store of rows that also keeps the consumer position (blocking; see [`crate::log::RawLog`]).

@@ -209,13 +209,15 @@ impl Sink for PostgresStore {
                 .await
                 .map_err(PgError::op("write dead letters"))?;
             }
-            tx.execute(
-                "INSERT INTO consumer_positions (log_id, position) VALUES ($1, $2)
-                 ON CONFLICT (log_id) DO UPDATE SET position = excluded.position, updated_at = now()",
-                &[&commit.log_id, &(commit.position as i64)],
-            )
-            .await
-            .map_err(PgError::op("write position"))?;
+            if let Some(position) = commit.position {
+                tx.execute(
+                    "INSERT INTO consumer_positions (log_id, position) VALUES ($1, $2)
+                     ON CONFLICT (log_id) DO UPDATE SET position = excluded.position, updated_at = now()",
+                    &[&commit.log_id, &(position as i64)],
+                )
+                .await
+                .map_err(PgError::op("write position"))?;
+            }
             tx.commit().await.map_err(PgError::op("commit batch"))
         })?;
         Ok(())

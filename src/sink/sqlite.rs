@@ -218,14 +218,16 @@ impl Sink for SqliteStore {
                 ])
                 .map_err(sql("write dead letter"))?;
             }
-            tx.prepare_cached(
-                "INSERT INTO consumer_positions (log_id, position, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (log_id) DO UPDATE SET position = excluded.position,
-                     updated_at = excluded.updated_at",
-            )
-            .map_err(sql("prepare position"))?
-            .execute(params![commit.log_id, commit.position as i64, now])
-            .map_err(sql("write position"))?;
+            if let Some(position) = commit.position {
+                tx.prepare_cached(
+                    "INSERT INTO consumer_positions (log_id, position, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (log_id) DO UPDATE SET position = excluded.position,
+                         updated_at = excluded.updated_at",
+                )
+                .map_err(sql("prepare position"))?
+                .execute(params![commit.log_id, position as i64, now])
+                .map_err(sql("write position"))?;
+            }
         }
         tx.commit().map_err(sql("commit batch"))
     }

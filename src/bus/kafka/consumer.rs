@@ -6,6 +6,7 @@
 //! never given up with work in flight. Rows are upserts by id, so whatever a crash makes another
 //! member redo changes nothing.
 
+use super::dead_letter;
 use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
@@ -14,12 +15,11 @@ use crate::process::processor::commit_backoff;
 use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::registry::client::ClientError;
-use crate::sink::{Commit, Sink};
+use crate::sink::{Commit, DeadLetter, Sink};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -110,11 +110,10 @@ pub struct KafkaProcessor<S> {
 }
 
 struct Poison {
-    reason: String,
+    letter: DeadLetter,
     payload: Vec<u8>,
     key: Option<Vec<u8>>,
     partition: i32,
-    offset: i64,
 }
 
 impl<S: Sink> KafkaProcessor<S> {
@@ -285,25 +284,48 @@ impl<S: Sink> KafkaProcessor<S> {
             .await?
             {
                 Ok(row) => entry.0.push(row),
-                Err(reason) => poison.push(Poison {
-                    reason,
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    partition,
-                    offset,
-                }),
+                Err(reason) => {
+                    let payload = message.payload().unwrap_or_default();
+                    poison.push(Poison {
+                        letter: DeadLetter {
+                            log_seq: offset as u64,
+                            reason,
+                            record: dead_letter::payload_text(payload),
+                        },
+                        payload: payload.to_vec(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        partition,
+                    });
+                }
             }
         }
-        send_dead_letters(&self.dlq, &self.options, &poison).await?;
-        // One commit per partition, each recording that partition's position in the store too.
         let topic = self.options.topic.clone();
+        for p in &poison {
+            let log_id = dead_letter::partition_log_id(&topic, p.partition);
+            dead_letter::publish(
+                &self.dlq,
+                &self.options,
+                &log_id,
+                &p.letter,
+                &p.payload,
+                p.key.as_deref(),
+            )
+            .await?;
+        }
+        // One store commit per partition: its rows and its dead letters, keyed by partition and
+        // offset so that a redone batch rewrites them. Progress itself is the offset commit below.
         tokio::task::block_in_place(|| {
-            for (partition, (rows, last)) in &rows_by_partition {
+            for (partition, (rows, _)) in &rows_by_partition {
+                let letters: Vec<DeadLetter> = poison
+                    .iter()
+                    .filter(|p| p.partition == *partition)
+                    .map(|p| p.letter.clone())
+                    .collect();
                 self.sink.commit(Commit {
                     rows,
-                    dead_letters: &[],
-                    log_id: &format!("kafka:{topic}:{partition}"),
-                    position: *last as u64,
+                    dead_letters: &letters,
+                    log_id: &dead_letter::partition_log_id(&topic, *partition),
+                    position: None,
                 })?;
             }
             Ok::<_, KafkaPathError>(())
@@ -477,47 +499,6 @@ async fn writer_schema(
             }
         }
     }
-}
-
-async fn send_dead_letters(
-    dlq: &FutureProducer,
-    options: &KafkaOptions,
-    poison: &[Poison],
-) -> Result<(), KafkaPathError> {
-    for p in poison {
-        let (partition, offset) = (p.partition.to_string(), p.offset.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "error",
-                value: Some(p.reason.as_str()),
-            })
-            .insert(Header {
-                key: "source.topic",
-                value: Some(options.topic.as_str()),
-            })
-            .insert(Header {
-                key: "source.partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "source.offset",
-                value: Some(offset.as_str()),
-            });
-        let mut record = FutureRecord::to(&options.dlq_topic)
-            .payload(&p.payload)
-            .headers(headers);
-        if let Some(key) = &p.key {
-            record = record.key(key);
-        }
-        dlq.send(record, Timeout::Never)
-            .await
-            .map_err(|(error, _)| KafkaPathError::Delivery {
-                topic: options.dlq_topic.clone(),
-                error,
-            })?;
-        tracing::warn!(reason = %p.reason, partition = p.partition, offset = p.offset, "message dead-lettered");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

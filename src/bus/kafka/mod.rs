@@ -4,11 +4,13 @@
 //!   (Avro, keyed by user id) and moves the checkpoint only after the broker acknowledged the whole
 //!   batch. A broker outage just leaves records in the log; a crash republishes at most the
 //!   unacknowledged tail, which the idempotent store absorbs.
-//! * [`consumer`]: a consumer-group member that decodes, validates and stores a batch, sends
-//!   poison messages to the dead-letter topic, and only then commits the offsets.
+//! * [`consumer`]: a consumer-group member that decodes, validates and stores a batch, keeps
+//!   poison messages as dead letters, and only then commits the offsets.
+//! * [`dead_letter`]: one dead-letter model for both: the store's table, mirrored on the topic.
 
 pub mod config;
 pub mod consumer;
+pub mod dead_letter;
 pub mod pipeline;
 pub mod rebalance;
 pub mod relay;

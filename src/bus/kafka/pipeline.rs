@@ -6,24 +6,31 @@ use crate::avro::USER_SCHEMA;
 use crate::config::Config;
 use crate::ingest::{Ingestor, Schedule, run_schedule};
 use crate::log::AppendSignal;
-use crate::pipeline::{RunSummary, build_source, open_log, open_store};
+use crate::pipeline::{RunSummary, build_source, lock_ingest, open_log, open_store};
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
+use crate::supervisor::{Ended, Supervisor, stopped_early};
 use anyhow::Context;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Runs until `cancel` (or `max_users`); then the relay publishes what is left in the log and the
-/// processor drains the topic before returning.
+/// processors drain the topic before returning. Every task (the embedded registry, the relay,
+/// each processor) runs under a [`Supervisor`]: one that fails, or stops before it is asked to,
+/// ends the run with an error naming it, rather than leaving ingest fetching for nobody.
 pub async fn run_kafka_pipeline(
     config: &Config,
     cancel: CancellationToken,
+    show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
+    let _ingest_lock = lock_ingest(config)?;
     let options = config.kafka.clone();
+    let mut tasks = Supervisor::new();
     if options.serve_registry {
-        serve_embedded_registry(config).await?;
+        tasks.spawn(REGISTRY_TASK, embedded_registry(config).await?);
     }
     super::topics::ensure_topics(&options)
         .await
@@ -40,7 +47,7 @@ pub async fn run_kafka_pipeline(
         uuid::Uuid::new_v4().to_string(),
         signal.clone(),
     )?;
-    let mut relay = Relay::new(open_log(config)?, &options, schema_id)?;
+    let relay = Relay::new(open_log(config)?, open_store(config)?, &options, schema_id)?;
     let mut processors = Vec::new();
     for _ in 0..options.processors.max(1) {
         processors.push(
@@ -52,56 +59,69 @@ pub async fn run_kafka_pipeline(
     tracing::info!(topic = %options.topic, schema_id, brokers = ?options.brokers, "Kafka pipeline started");
 
     let ingest_done = CancellationToken::new();
-    let relay_task = {
-        let done = ingest_done.clone();
-        let signal = signal.clone();
-        tokio::spawn(async move {
-            let mut published = 0u64;
-            loop {
-                // Read `done` before relaying: if it was set, this pass sees every record.
-                let finishing = done.is_cancelled();
-                let n = relay.relay_batch().await?;
-                published += n as u64;
-                if n == 0 {
-                    if finishing {
-                        return Ok::<_, anyhow::Error>(published);
-                    }
-                    // Woken by ingest's next append rather than a poll interval, which would
-                    // add itself to every record's latency.
-                    let (signal, seen) = (signal.clone(), relay.position());
-                    tokio::task::spawn_blocking(move || {
-                        signal.wait_past(seen, Duration::from_millis(200));
-                    })
-                    .await?;
-                }
-            }
-        })
-    };
+    let published = Arc::new(AtomicU64::new(0));
+    tasks.spawn(
+        RELAY_TASK,
+        relay_until_done(
+            relay,
+            signal.clone(),
+            ingest_done.clone(),
+            published.clone(),
+        ),
+    );
     let drain = CancellationToken::new();
-    let processor_tasks: Vec<_> = processors
-        .into_iter()
-        .map(|mut processor| {
-            let drain = drain.clone();
-            tokio::spawn(
-                async move { processor.run_until(&CancellationToken::new(), &drain).await },
-            )
-        })
-        .collect();
+    let processor_count = processors.len();
+    for (i, mut processor) in processors.into_iter().enumerate() {
+        let drain = drain.clone();
+        tasks.spawn(format!("processor {}", i + 1), async move {
+            Ok(processor
+                .run_until(&CancellationToken::new(), &drain)
+                .await?)
+        });
+    }
+    let progress_done = CancellationToken::new();
+    let _stop_progress = progress_done.clone().drop_guard();
+    let progress = show_progress.then(|| {
+        crate::telemetry::spawn_progress(
+            ingestor.stats(),
+            Arc::new(stats.clone()),
+            config.ingest.max_users,
+            progress_done.clone(),
+        )
+    });
     let schedule = Schedule {
         interval: config.fetch_interval(),
         max_users: config.ingest.max_users,
         max_pages: None,
         stop_on_error: false,
     };
-    let ingest = run_schedule(&mut ingestor, &schedule, &cancel).await;
+    // No task may end while ingest runs.
+    let ingest = tokio::select! {
+        ingest = run_schedule(&mut ingestor, &schedule, &cancel) => ingest,
+        ended = tasks.next() => return Err(match ended {
+            Ended::Finished(name) => stopped_early(&name),
+            Ended::Failed(err) => err,
+        }),
+    };
     ingest_done.cancel();
     signal.close();
-    let published = relay_task.await.context("relay task")??;
+    tasks.expect_finished(RELAY_TASK).await?;
     drain.cancel();
-    for task in processor_tasks {
-        task.await.context("processor task")??;
+    for _ in 0..processor_count {
+        match tasks.next().await {
+            Ended::Finished(name) if name != REGISTRY_TASK => {}
+            Ended::Finished(name) => return Err(stopped_early(&name)),
+            Ended::Failed(err) => return Err(err),
+        }
     }
-    tracing::info!(published, "relay and consumer drained");
+    progress_done.cancel();
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    tracing::info!(
+        published = published.load(Relaxed),
+        "relay and consumers drained"
+    );
     Ok(RunSummary {
         ingest: ingest.context("ingesting")?,
         process: ProcessSummary {
@@ -113,6 +133,36 @@ pub async fn run_kafka_pipeline(
         },
         elapsed: started.elapsed(),
     })
+}
+
+const REGISTRY_TASK: &str = "the embedded schema registry";
+const RELAY_TASK: &str = "the relay";
+
+/// Publishes the log as it grows until ingest is done (`done`) and every record is published.
+async fn relay_until_done<L: crate::log::RawLog + 'static, S: crate::sink::Sink + 'static>(
+    mut relay: Relay<L, S>,
+    signal: AppendSignal,
+    done: CancellationToken,
+    published: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    loop {
+        // Read `done` before relaying: if it was set, this pass sees every record.
+        let finishing = done.is_cancelled();
+        let n = relay.relay_batch().await?;
+        published.fetch_add(n as u64, Relaxed);
+        if n == 0 {
+            if finishing {
+                return Ok(());
+            }
+            // Woken by ingest's next append rather than a poll interval, which would add itself
+            // to every record's latency.
+            let (signal, seen) = (signal.clone(), relay.position());
+            tokio::task::spawn_blocking(move || {
+                signal.wait_past(seen, Duration::from_millis(200));
+            })
+            .await?;
+        }
+    }
 }
 
 fn merged_latency(
@@ -128,8 +178,11 @@ fn merged_latency(
     all
 }
 
-/// Starts the embedded Schema Registry on `registry.listen`, for the life of the process.
-async fn serve_embedded_registry(config: &Config) -> anyhow::Result<()> {
+/// Binds the embedded Schema Registry on `registry.listen` and returns it as a task to supervise:
+/// binding first, so a taken port is a start-up error rather than a task failing later.
+async fn embedded_registry(
+    config: &Config,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + use<>> {
     let addr: std::net::SocketAddr = config
         .registry
         .listen
@@ -141,7 +194,9 @@ async fn serve_embedded_registry(config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("serving the embedded schema registry on {addr} (or set registry.url to use an external one)"))?;
     tracing::info!(%addr, "embedded schema registry serving");
-    let router = crate::registry::server::router(std::sync::Arc::new(store));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok(())
+    let router = crate::registry::server::router(Arc::new(store));
+    Ok(async move {
+        axum::serve(listener, router).await?;
+        Err(anyhow::anyhow!("stopped serving"))
+    })
 }

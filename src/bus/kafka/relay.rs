@@ -1,10 +1,12 @@
 //! The outbox relay: raw log -> Kafka, checkpoint moved only after acknowledgement.
 
+use super::dead_letter;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::encode_user_keyed;
 use crate::log::{LogRecord, RawLog};
 use crate::model::row::fetch_timestamp;
 use crate::process::transform;
+use crate::sink::{Commit, DeadLetter, Sink};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::DeliveryFuture;
@@ -24,8 +26,10 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// Header carrying the record's fetch time (Unix microseconds).
 pub const FETCHED_AT_HEADER: &str = "userstream.fetched_at_us";
 
-pub struct Relay<L> {
+pub struct Relay<L, S> {
     log: L,
+    /// Where records the relay refuses are kept as dead letters (the run's store).
+    store: S,
     producer: FutureProducer,
     options: KafkaOptions,
     schema_id: u32,
@@ -34,11 +38,17 @@ pub struct Relay<L> {
     position: u64,
 }
 
-impl<L: RawLog> Relay<L> {
-    pub fn new(log: L, options: &KafkaOptions, schema_id: u32) -> Result<Self, KafkaPathError> {
+impl<L: RawLog, S: Sink> Relay<L, S> {
+    pub fn new(
+        log: L,
+        store: S,
+        options: &KafkaOptions,
+        schema_id: u32,
+    ) -> Result<Self, KafkaPathError> {
         let producer = options.producer_config(PRODUCER_DEFAULTS).create()?;
         Ok(Self {
             log,
+            store,
             producer,
             checkpoint: Self::checkpoint_name(&options.topic),
             options: options.clone(),
@@ -57,7 +67,8 @@ impl<L: RawLog> Relay<L> {
         self.position
     }
 
-    /// Publishes the next batch; returns how many records were published (0 = caught up).
+    /// Relays the next batch; returns how many records were published or dead-lettered (0 =
+    /// caught up).
     pub async fn relay_batch(&mut self) -> Result<usize, KafkaPathError> {
         let (after, batch) = tokio::task::block_in_place(|| {
             let after = self.log.checkpoint(&self.checkpoint)?;
@@ -69,44 +80,36 @@ impl<L: RawLog> Relay<L> {
             return Ok(0);
         };
         let mut pending = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         for record in &batch {
-            // Keyed by `login.uuid`, so one user always lands on one partition.
-            let (topic, key, payload, headers) = match publishable(self.schema_id, record) {
-                // When the record was fetched, so consumers can measure end-to-end latency.
-                Ok((payload, key)) => (
-                    &self.options.topic,
-                    key.unwrap_or_else(|| record.seq.to_string()),
-                    payload,
-                    OwnedHeaders::new().insert(Header {
-                        key: FETCHED_AT_HEADER,
-                        value: Some(record.fetched_at_micros.to_string().as_str()),
-                    }),
-                ),
-                // Invalid, or not even encodable as a user: straight to the dead-letter
-                // topic, with why.
-                Err(err) => (
-                    &self.options.dlq_topic,
-                    record.seq.to_string(),
-                    record.record.clone().into_bytes(),
-                    OwnedHeaders::new()
-                        .insert(Header {
-                            key: "error",
-                            value: Some(err.as_str()),
-                        })
-                        .insert(Header {
-                            key: "source.log_seq",
-                            value: Some(record.seq.to_string().as_str()),
-                        }),
-                ),
+            let (payload, key) = match publishable(self.schema_id, record) {
+                Ok(frame) => frame,
+                // Invalid, or not even encodable as a user: a dead letter, with why.
+                Err(reason) => {
+                    refused.push(DeadLetter {
+                        log_seq: record.seq,
+                        reason,
+                        record: record.record.clone(),
+                    });
+                    continue;
+                }
             };
-            let mut message = FutureRecord::to(topic)
+            // Keyed by `login.uuid`, so one user always lands on one partition.
+            let key = key.unwrap_or_else(|| record.seq.to_string());
+            // When the record was fetched, so consumers can measure end-to-end latency.
+            let fetched_at = record.fetched_at_micros.to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: FETCHED_AT_HEADER,
+                value: Some(fetched_at.as_str()),
+            });
+            let mut message = FutureRecord::to(&self.options.topic)
                 .key(&key)
                 .payload(&payload)
                 .headers(headers);
             loop {
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
-                        pending.push((topic.clone(), delivery));
+                        pending.push((self.options.topic.clone(), delivery));
                         break;
                     }
                     // librdkafka's queue is full: wait for what is in flight, then go on.
@@ -119,7 +122,32 @@ impl<L: RawLog> Relay<L> {
             }
         }
         await_all(&mut pending).await?;
-        // Every record of the batch is acknowledged (acks=all): now, and only now, mark them.
+        if !refused.is_empty() {
+            let log_id = self.log.log_id().to_owned();
+            for letter in &refused {
+                let payload = letter.record.as_bytes();
+                dead_letter::publish(
+                    &self.producer,
+                    &self.options,
+                    &log_id,
+                    letter,
+                    payload,
+                    None,
+                )
+                .await?;
+            }
+            // Keyed (log id, seq) as the embedded processor keys them: a relay that redoes
+            // this batch after a crash rewrites the same dead letters.
+            tokio::task::block_in_place(|| {
+                self.store.commit(Commit {
+                    rows: &[],
+                    dead_letters: &refused,
+                    log_id: &log_id,
+                    position: None,
+                })
+            })?;
+        }
+        // Every record of the batch is published or dead-lettered: now, and only now, mark them.
         tokio::task::block_in_place(|| self.log.set_checkpoint(&self.checkpoint, last))?;
         self.position = last;
         tracing::debug!(from = after + 1, to = last, "relayed to Kafka");

@@ -485,8 +485,13 @@ impl Sink for CassandraStore {
             .buffer_unordered(concurrency);
             dead.try_collect::<()>().await?;
             // Only now, with every write acknowledged, may the position move.
-            let position = (commit.log_id, commit.position as i64, now);
-            write_with_retry(session, &s.write_position, position, attempts).await
+            match commit.position {
+                Some(position) => {
+                    let position = (commit.log_id, position as i64, now);
+                    write_with_retry(session, &s.write_position, position, attempts).await
+                }
+                None => Ok(()),
+            }
         })?;
         Ok(())
     }

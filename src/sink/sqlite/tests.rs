@@ -42,7 +42,7 @@ fn commit_is_idempotent_and_keeps_position_per_log() {
                 rows: &rows,
                 dead_letters: &dead,
                 log_id: "log",
-                position: 3,
+                position: Some(3),
             })
             .unwrap();
     }
@@ -63,7 +63,7 @@ fn last_write_wins_and_queries_filter() {
             rows: &first,
             dead_letters: &[],
             log_id: "l",
-            position: 2,
+            position: Some(2),
         })
         .unwrap();
     assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
@@ -73,7 +73,7 @@ fn last_write_wins_and_queries_filter() {
             rows: &again,
             dead_letters: &[],
             log_id: "l",
-            position: 3,
+            position: Some(3),
         })
         .unwrap();
     assert_eq!(store.count().unwrap(), 2);
@@ -136,7 +136,7 @@ fn a_version_1_store_gains_the_timestamp_column() {
             rows: &new,
             dead_letters: &[],
             log_id: "l",
-            position: 1,
+            position: Some(1),
         })
         .unwrap();
     assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
