@@ -192,6 +192,21 @@ pub enum DlqCommand {
     },
     /// Number of dead letters
     Count,
+    /// Process dead letters again after a fix: each ends stored, or dead-lettered again with
+    /// the reason it fails for now. Safe to repeat.
+    #[command(
+        after_help = "Examples:\n  userstream dlq redrive --dry-run\n  userstream dlq redrive --reason \"unknown schema id\""
+    )]
+    Redrive {
+        /// Only dead letters whose reason contains this text
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Show what would happen to each; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
 }
 
 #[derive(Debug, Args)]

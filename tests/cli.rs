@@ -256,3 +256,97 @@ fn a_new_batch_size_continues_the_seed_or_is_refused() {
     );
     assert_eq!(support::log_uuids(&d.join("data")).0, 600);
 }
+
+/// `dlq redrive` after a fix: a dead letter whose record now passes is stored and leaves the
+/// queue; one that still fails stays, with its current reason; `--reason` selects, `--dry-run`
+/// writes nothing, and a second re-drive changes nothing.
+#[test]
+fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
+    use userstream::log::{AppendBatch, RawLog, SqliteLog};
+    use userstream::sink::{Commit, DeadLetter, Sink, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut records = support::redacted_users("redrive", 2);
+    records.push(r#"{"login":{"uuid":"not-a-uuid"}}"#.to_owned());
+    let mut log = SqliteLog::open(&data.join("log.db")).unwrap();
+    log.append(AppendBatch {
+        run_id: "run",
+        source: "test",
+        fetched_at_micros: 1_700_000_000_000_000,
+        records,
+        cursor: None,
+    })
+    .unwrap();
+    assert!(userstream(d, &["process"]).status.success());
+    assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "1");
+    // As a since-fixed bug would have left it: user 2, dead-lettered for a wrong reason.
+    let mut store = SqliteStore::open(&data.join("store.db")).unwrap();
+    let second = support::redacted_users("redrive", 2).pop().unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(&second).unwrap()["login"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    rusqlite::Connection::open(data.join("store.db"))
+        .unwrap()
+        .execute(
+            "DELETE FROM created_users WHERE id = ?1",
+            [uuid.as_bytes().as_slice()],
+        )
+        .unwrap();
+    store
+        .commit(Commit {
+            rows: &[],
+            dead_letters: &[DeadLetter {
+                log_seq: 2,
+                reason: "old bug: rejected every gb postcode".into(),
+                record: second,
+            }],
+            log_id: log.log_id(),
+            position: None,
+        })
+        .unwrap();
+    assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "1");
+
+    let dry = userstream(d, &["dlq", "redrive", "--dry-run", "-f", "json"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let outcomes: serde_json::Value = serde_json::from_str(&stdout(&dry)).unwrap();
+    let by_seq = |seq: u64| {
+        outcomes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["log_seq"] == seq)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_seq(2)["outcome"], "stored");
+    assert_eq!(by_seq(3)["outcome"], "dead");
+    assert!(by_seq(3)["reason"].as_str().unwrap().contains("login.uuid"));
+    assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "2");
+    assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "1");
+
+    let only_bug = userstream(d, &["dlq", "redrive", "--reason", "old bug"]);
+    assert!(only_bug.status.success(), "{}", stderr(&only_bug));
+    assert!(
+        stderr(&only_bug).contains("1 dead letters re-driven: 1 stored, 0 still dead-lettered"),
+        "{}",
+        stderr(&only_bug)
+    );
+    assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "2");
+    assert!(stdout(&userstream(d, &["query", "get", &id])).contains(&id));
+    assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "1");
+
+    for _ in 0..2 {
+        let again = userstream(d, &["dlq", "redrive"]);
+        assert!(
+            stderr(&again).contains("1 dead letters re-driven: 0 stored, 1 still dead-lettered"),
+            "{}",
+            stderr(&again)
+        );
+        assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "1");
+        assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "2");
+    }
+}

@@ -6,7 +6,8 @@ mod support;
 
 use support::kafka::{
     broker_killed_mid_run, exact_counts_and_poison, own_cluster, published,
-    python_client_reads_and_writes_our_topic, registry_outage_dead_letters_nothing, shared_cluster,
+    python_client_reads_and_writes_our_topic, redrive_after_the_schema_is_registered,
+    registry_outage_dead_letters_nothing, shared_cluster,
     the_relay_validates_as_the_processor_does, three_processors_one_killed,
 };
 use userstream::bus::kafka::KafkaOptions;
@@ -191,4 +192,9 @@ async fn a_failed_processor_ends_run_with_an_error_naming_it() {
     assert!(!status.success());
     assert!(stderr.contains("processor 1 failed"), "{stderr}");
     drop(lock);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_redrive_stores_a_message_once_its_schema_is_registered() {
+    redrive_after_the_schema_is_registered(shared_cluster().await, "redrive").await;
 }

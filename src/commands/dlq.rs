@@ -4,11 +4,53 @@ use super::output::print_table;
 use super::query::open_store;
 use crate::cli::{DlqArgs, DlqCommand, OutputFormat};
 use crate::config::Config;
-use crate::sink::UserQuery;
+use crate::process::redrive::{RedriveOptions, RedriveOutcome, redrive};
+use crate::sink::{AnyStore, UserQuery};
 
 pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let mut store = open_store(config)?;
     match args.command {
+        DlqCommand::Redrive {
+            reason,
+            dry_run,
+            format,
+        } => {
+            let options = RedriveOptions {
+                reason_contains: reason,
+                dry_run,
+            };
+            let outcomes = redrive_store(config, &mut store, &options)?;
+            match format {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+                OutputFormat::Table => {
+                    let rows: Vec<Vec<String>> = outcomes
+                        .iter()
+                        .map(|o| {
+                            vec![
+                                o.log_id.clone(),
+                                o.log_seq.to_string(),
+                                o.outcome.to_owned(),
+                                o.reason.clone(),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["log_id", "log_seq", "outcome", "reason"], &rows);
+                }
+            }
+            let count = |what| outcomes.iter().filter(|o| o.outcome == what).count();
+            eprintln!(
+                "{}{} dead letters re-driven: {} stored, {} still dead-lettered, {} skipped",
+                if dry_run {
+                    "dry run, nothing written: "
+                } else {
+                    ""
+                },
+                outcomes.len(),
+                count("stored"),
+                count("dead"),
+                count("skipped"),
+            );
+        }
         DlqCommand::Count => println!("{}", store.dead_letter_count()?),
         DlqCommand::List { limit, format } => {
             let letters = store.dead_letters(limit)?;
@@ -32,4 +74,45 @@ pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Re-drives with this data directory's log, if it has one, and (on the Kafka path) the
+/// configured registry to decode dead-lettered messages with.
+fn redrive_store(
+    config: &Config,
+    store: &mut AnyStore,
+    options: &RedriveOptions,
+) -> anyhow::Result<Vec<RedriveOutcome>> {
+    let mut log = if config.backup.postgres.is_some() || config.log_path().is_file() {
+        Some(crate::pipeline::open_log(config)?)
+    } else {
+        None
+    };
+    let runtime = super::runtime()?;
+    let registry = config
+        .kafka
+        .brokers
+        .is_some()
+        .then(|| crate::registry::RegistryClient::new(&config.kafka.registry_url));
+    let retries = std::sync::atomic::AtomicU64::new(0);
+    let mut decode = |payload: &[u8]| -> Result<String, String> {
+        let registry = registry
+            .as_ref()
+            .expect("decoder only given with a registry");
+        runtime
+            .block_on(crate::bus::kafka::consumer::decode_record(
+                registry, payload, &retries,
+            ))
+            .map_err(|e| format!("schema registry: {e}"))?
+    };
+    let decoder: crate::process::redrive::KafkaDecoder<'_> = match registry {
+        Some(_) => Some(&mut decode),
+        None => None,
+    };
+    redrive(
+        store,
+        log.as_mut().map(|l| l as &mut dyn crate::log::RawLog),
+        decoder,
+        options,
+    )
 }

@@ -38,6 +38,10 @@ impl Sink for AnyStore {
     fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
         self.sink().position(log_id)
     }
+
+    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+        self.sink().remove_dead_letters(keys)
+    }
 }
 
 impl UserQuery for AnyStore {
@@ -58,5 +62,17 @@ impl UserQuery for AnyStore {
     }
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
         self.query().dead_letters(limit)
+    }
+    fn scan_dead_letters(
+        &self,
+        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        self.query().scan_dead_letters(each)
+    }
+    fn scan_ids(
+        &self,
+        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        self.query().scan_ids(each)
     }
 }

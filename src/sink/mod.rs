@@ -64,4 +64,7 @@ pub trait Sink: Send {
     fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError>;
     /// The last committed position for `log_id`; `None` before the first commit.
     fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError>;
+    /// Removes the dead letters with these `(log_id, log_seq)` keys (re-driven into rows);
+    /// missing ones are no error, so a repeated removal is harmless.
+    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError>;
 }

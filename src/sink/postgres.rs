@@ -236,7 +236,29 @@ impl Sink for PostgresStore {
         })?;
         Ok(row.map(|r| r.get::<_, i64>(0) as u64))
     }
+
+    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+        let (ids, seqs): (Vec<&str>, Vec<i64>) = keys
+            .iter()
+            .map(|(id, seq)| (id.as_str(), *seq as i64))
+            .unzip();
+        self.pg.block_on(async {
+            let client = self.pg.pool().get().await?;
+            client
+                .execute(
+                    "DELETE FROM dead_letters d USING unnest($1::text[], $2::bigint[]) AS k (log_id, log_seq)
+                     WHERE d.log_id = k.log_id AND d.log_seq = k.log_seq",
+                    &[&ids, &seqs],
+                )
+                .await
+                .map_err(PgError::op("remove dead letters"))
+        })?;
+        Ok(())
+    }
 }
+
+/// Rows per page when scanning a whole table: keyset pages, so memory stays at one page.
+const SCAN_PAGE: i64 = 5_000;
 
 impl UserQuery for PostgresStore {
     fn count(&self) -> Result<u64, SinkError> {
@@ -286,21 +308,76 @@ impl UserQuery for PostgresStore {
             let client = self.pg.pool().get().await?;
             client
                 .query(
-                    "SELECT log_seq, reason, failed_at, record FROM dead_letters
+                    "SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters
                      ORDER BY failed_at DESC, log_seq DESC LIMIT $1",
                     &[&(limit as i64)],
                 )
                 .await
                 .map_err(PgError::op("query dead letters"))
         })?;
-        Ok(rows
-            .iter()
-            .map(|r| DeadLetterEntry {
-                log_seq: r.get::<_, i64>(0) as u64,
-                reason: r.get(1),
-                failed_at: crate::model::row::format_timestamp(&r.get::<_, DateTime<Utc>>(2)),
-                record: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(dead_letter_entry).collect())
+    }
+
+    fn scan_dead_letters(
+        &self,
+        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let mut after = (String::new(), -1i64);
+        loop {
+            let rows = self.pg.block_on(async {
+                let client = self.pg.pool().get().await?;
+                client
+                    .query(
+                        "SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters
+                         WHERE (log_id, log_seq) > ($1, $2) ORDER BY log_id, log_seq LIMIT $3",
+                        &[&after.0, &after.1, &SCAN_PAGE],
+                    )
+                    .await
+                    .map_err(PgError::op("scan dead letters"))
+            })?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = (last.get(0), last.get(1));
+            for row in &rows {
+                each(dead_letter_entry(row))?;
+            }
+        }
+    }
+
+    fn scan_ids(
+        &self,
+        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let mut after = Uuid::nil();
+        loop {
+            let rows = self.pg.block_on(async {
+                let client = self.pg.pool().get().await?;
+                client
+                    .query(
+                        "SELECT id FROM created_users WHERE id > $1 ORDER BY id LIMIT $2",
+                        &[&after, &SCAN_PAGE],
+                    )
+                    .await
+                    .map_err(PgError::op("scan ids"))
+            })?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.get(0);
+            for row in &rows {
+                each(row.get(0))?;
+            }
+        }
+    }
+}
+
+fn dead_letter_entry(r: &Row) -> DeadLetterEntry {
+    DeadLetterEntry {
+        log_id: r.get(0),
+        log_seq: r.get::<_, i64>(1) as u64,
+        reason: r.get(2),
+        failed_at: crate::model::row::format_timestamp(&r.get::<_, DateTime<Utc>>(3)),
+        record: r.get(4),
     }
 }

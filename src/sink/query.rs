@@ -15,9 +15,11 @@ pub struct UserFilter {
     pub limit: usize,
 }
 
-/// One dead-letter row as shown to users.
+/// One dead-letter row as shown to users. `(log_id, log_seq)` is its key: where the record came
+/// from (a log and its sequence number, or `kafka:<topic>:<partition>` and an offset).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterEntry {
+    pub log_id: String,
     pub log_seq: u64,
     pub reason: String,
     pub failed_at: String,
@@ -33,4 +35,15 @@ pub trait UserQuery {
     fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError>;
     fn dead_letter_count(&self) -> Result<u64, SinkError>;
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError>;
+    /// Every dead letter, in no particular order, handed over one at a time: a store pages
+    /// through them rather than loading the table.
+    fn scan_dead_letters(
+        &self,
+        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError>;
+    /// Every stored user id, in no particular order, paging as above.
+    fn scan_ids(
+        &self,
+        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError>;
 }

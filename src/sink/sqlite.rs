@@ -243,6 +243,21 @@ impl Sink for SqliteStore {
             .map(|p| p.map(|p| p as u64))
             .map_err(sql("read position"))
     }
+
+    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+        let tx = self.conn.transaction().map_err(sql("begin removal"))?;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM dead_letters WHERE log_id = ?1 AND log_seq = ?2")
+                .map_err(sql("prepare dead letter removal"))?;
+            for (log_id, seq) in keys {
+                delete
+                    .execute(params![log_id, *seq as i64])
+                    .map_err(sql("remove dead letter"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit removal"))
+    }
 }
 
 impl UserQuery for SqliteStore {
@@ -280,23 +295,58 @@ impl UserQuery for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT log_seq, reason, failed_at, record FROM dead_letters
+                "SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters
                  ORDER BY failed_at DESC, log_seq DESC LIMIT ?1",
             )
             .map_err(sql("prepare dead letter query"))?;
         let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(DeadLetterEntry {
-                    log_seq: r.get::<_, i64>(0)? as u64,
-                    reason: r.get(1)?,
-                    failed_at: r.get(2)?,
-                    record: r.get(3)?,
-                })
-            })
+            .query_map([limit as i64], dead_letter_entry)
             .map_err(sql("query dead letters"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("read dead letter"))
     }
+
+    fn scan_dead_letters(
+        &self,
+        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        // A SQLite cursor steps through the table; rows are not collected first.
+        let mut stmt = self
+            .conn
+            .prepare("SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters")
+            .map_err(sql("prepare dead letter scan"))?;
+        let mut rows = stmt.query([]).map_err(sql("scan dead letters"))?;
+        while let Some(row) = rows.next().map_err(sql("scan dead letters"))? {
+            each(dead_letter_entry(row).map_err(sql("read dead letter"))?)?;
+        }
+        Ok(())
+    }
+
+    fn scan_ids(
+        &self,
+        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM created_users")
+            .map_err(sql("prepare id scan"))?;
+        let mut rows = stmt.query([]).map_err(sql("scan ids"))?;
+        while let Some(row) = rows.next().map_err(sql("scan ids"))? {
+            let bytes: [u8; 16] = row.get(0).map_err(sql("read id"))?;
+            each(Uuid::from_bytes(bytes))?;
+        }
+        Ok(())
+    }
+}
+
+fn dead_letter_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetterEntry> {
+    Ok(DeadLetterEntry {
+        log_id: r.get(0)?,
+        log_seq: r.get::<_, i64>(1)? as u64,
+        reason: r.get(2)?,
+        failed_at: r.get(3)?,
+        record: r.get(4)?,
+    })
 }
 
 #[cfg(test)]

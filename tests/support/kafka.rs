@@ -574,3 +574,79 @@ pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, n
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!((letters[0].log_seq, &letters[0].reason), (2, &error));
 }
+
+/// `dlq redrive` on the Kafka path: a message written with a schema id the registry did not know
+/// yet is dead-lettered (in the store, where `dlq` reads, and on the topic); once the schema is
+/// registered, re-driving decodes it with the consumer's own decoding and stores the user.
+pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options_with_topics(cluster, dir.path(), name).await;
+    let users = 1000; // one page
+    ingest(dir.path(), users).await;
+    assert_eq!(
+        spawn_relay(relay(dir.path(), &options).await)
+            .await
+            .unwrap() as u64,
+        users
+    );
+    // A producer ahead of its registration: schema id 2 does not exist yet.
+    let late = super::redacted_users("late", 1).pop().unwrap();
+    let (payload, key) = userstream::avro::encode_user_keyed(2, &late).unwrap();
+    let producer: FutureProducer = options.client_config(&[]).create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(&options.topic)
+                .key(&key.unwrap())
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
+    let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    wait_until("every user stored and the late one dead-lettered", || {
+        watch.count().unwrap() == users && stats.dead_letters.load(Relaxed) == 1
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    let letters = watch.dead_letters(10).unwrap();
+    assert!(
+        letters[0].reason.contains("unknown schema id 2"),
+        "{letters:?}"
+    );
+
+    // The same schema with a doc string is a new schema: id 2, and the same binary layout.
+    let mut v2: serde_json::Value = serde_json::from_str(USER_SCHEMA).unwrap();
+    v2["doc"] = "users, as registered by the late producer".into();
+    let id = RegistryClient::new(&options.registry_url)
+        .register("late-value", &v2.to_string())
+        .await
+        .unwrap();
+    assert_eq!(id, 2);
+
+    let command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .args(["-q", "--data-dir"])
+        .arg(dir.path())
+        .args(["dlq", "redrive"])
+        .env("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers())
+        .env("USERSTREAM_REGISTRY__URL", &options.registry_url)
+        .output();
+    let out = command.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 dead letters re-driven: 1 stored"),
+        "{stderr}"
+    );
+    assert_eq!(watch.count().unwrap(), users + 1);
+    assert_eq!(watch.dead_letter_count().unwrap(), 0);
+    let late_id: uuid::Uuid =
+        serde_json::from_str::<serde_json::Value>(&late).unwrap()["login"]["uuid"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(watch.get(late_id).unwrap().is_some());
+}

@@ -456,6 +456,18 @@ async fn decode(
     fetched_at: chrono::DateTime<chrono::Utc>,
     retries: &AtomicU64,
 ) -> Result<Result<crate::model::UserRow, String>, KafkaPathError> {
+    Ok(decode_record(registry, payload, retries)
+        .await?
+        .and_then(|record| transform(&record, fetched_at).map_err(|e| e.to_string())))
+}
+
+/// Payload -> the JSON record it carries, or (inner `Err`) why it is poison; as [`decode`],
+/// before validation. Also what `dlq redrive` decodes a dead-lettered message with.
+pub async fn decode_record(
+    registry: &RegistryClient,
+    payload: &[u8],
+    retries: &AtomicU64,
+) -> Result<Result<String, String>, KafkaPathError> {
     let (schema_id, datum) = match decode_frame(payload) {
         Ok(frame) => frame,
         Err(err) => return Ok(Err(err.to_string())),
@@ -464,9 +476,7 @@ async fn decode(
         Ok(writer) => writer,
         Err(err) => return Ok(Err(format!("unknown schema id {schema_id}: {err}"))),
     };
-    Ok(decode_user(schema_id, &writer, datum)
-        .map_err(|e| e.to_string())
-        .and_then(|record| transform(&record, fetched_at).map_err(|e| e.to_string())))
+    Ok(decode_user(schema_id, &writer, datum).map_err(|e| e.to_string()))
 }
 
 /// The writer schema `id`, or (inner `Err`) the registry's final answer that it has none. While

@@ -108,6 +108,7 @@ fn to_row(t: UserTuple) -> UserRow {
 struct Statements {
     insert_user: PreparedStatement,
     insert_dead_letter: PreparedStatement,
+    delete_dead_letter: PreparedStatement,
     write_position: PreparedStatement,
     read_position: PreparedStatement,
     get_user: PreparedStatement,
@@ -335,6 +336,10 @@ async fn connect(
             "INSERT INTO {ks}.userstream_dead_letters (log_id, log_seq, reason, record, failed_at) VALUES (?, ?, ?, ?, ?)"
         ))
         .await?,
+        delete_dead_letter: prepare(format!(
+            "DELETE FROM {ks}.userstream_dead_letters WHERE log_id = ? AND log_seq = ?"
+        ))
+        .await?,
         write_position: prepare(format!(
             "INSERT INTO {ks}.userstream_positions (log_id, position, updated_at) VALUES (?, ?, ?)"
         ))
@@ -344,7 +349,7 @@ async fn connect(
         scan_users: paged(prepare(format!("SELECT {USER_COLUMNS} FROM {ks}.created_users")).await?),
         scan_ids: paged(prepare(format!("SELECT id FROM {ks}.created_users")).await?),
         scan_dead_letters: paged(prepare(format!(
-            "SELECT log_seq, reason, failed_at, record FROM {ks}.userstream_dead_letters"
+            "SELECT log_id, log_seq, reason, failed_at, record FROM {ks}.userstream_dead_letters"
         ))
         .await?),
         scan_dead_letter_seqs: paged(prepare(format!("SELECT log_seq FROM {ks}.userstream_dead_letters")).await?),
@@ -512,6 +517,17 @@ impl Sink for CassandraStore {
             Ok::<_, CassandraError>(position.and_then(|(p,)| p).map(|p| p as u64))
         })?)
     }
+
+    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+        let (session, statement) = (&self.session, &self.statements.delete_dead_letter);
+        let attempts = self.options.write_attempts;
+        Ok(self.block_on(async {
+            for (log_id, seq) in keys {
+                write_with_retry(session, statement, (log_id, *seq as i64), attempts).await?;
+            }
+            Ok::<_, CassandraError>(())
+        })?)
+    }
 }
 
 /// Queries page through the tables (`SCAN_PAGE_SIZE` rows at a time) and hold at most the rows
@@ -570,21 +586,61 @@ impl UserQuery for CassandraStore {
         self.scan(
             "scan dead letters",
             &self.statements.scan_dead_letters,
-            |(seq, reason, at, record): DeadLetterTuple| {
-                let at = at.map_or(0, |t| t.0);
-                let entry = DeadLetterEntry {
-                    log_seq: seq as u64,
-                    reason: reason.unwrap_or_default(),
-                    failed_at: DateTime::from_timestamp_millis(at)
-                        .map(|t| crate::model::row::format_timestamp(&t))
-                        .unwrap_or_default(),
-                    record: record.unwrap_or_default(),
-                };
-                newest.push((at, seq), entry);
+            |t: DeadLetterTuple| {
+                let order = (t.3.map_or(0, |at| at.0), t.1);
+                newest.push(order, dead_letter_entry(t));
             },
         )?;
         Ok(newest.into_vec())
     }
+
+    fn scan_dead_letters(
+        &self,
+        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let mut failed = Ok(());
+        self.scan(
+            "scan dead letters",
+            &self.statements.scan_dead_letters,
+            |t: DeadLetterTuple| {
+                if failed.is_ok() {
+                    failed = each(dead_letter_entry(t));
+                }
+            },
+        )?;
+        failed
+    }
+
+    fn scan_ids(
+        &self,
+        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let mut failed = Ok(());
+        self.scan("scan ids", &self.statements.scan_ids, |(id,): (Uuid,)| {
+            if failed.is_ok() {
+                failed = each(id);
+            }
+        })?;
+        failed
+    }
 }
 
-type DeadLetterTuple = (i64, Option<String>, Option<CqlTimestamp>, Option<String>);
+type DeadLetterTuple = (
+    String,
+    i64,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<String>,
+);
+
+fn dead_letter_entry((log_id, seq, reason, at, record): DeadLetterTuple) -> DeadLetterEntry {
+    DeadLetterEntry {
+        log_id,
+        log_seq: seq as u64,
+        reason: reason.unwrap_or_default(),
+        failed_at: DateTime::from_timestamp_millis(at.map_or(0, |t| t.0))
+            .map(|t| crate::model::row::format_timestamp(&t))
+            .unwrap_or_default(),
+        record: record.unwrap_or_default(),
+    }
+}
