@@ -63,6 +63,12 @@ pub enum Command {
     /// Inspect the dead-letter queue (records that failed validation, with the reason)
     #[command(after_help = "Example:\n  userstream dlq list --limit 20\n  userstream dlq count")]
     Dlq(DlqArgs),
+    /// Check that every logged user is stored or dead-lettered and nothing else is stored
+    /// (exits non-zero when it does not balance)
+    #[command(
+        after_help = "Examples:\n  userstream audit\n  userstream audit --show 100 --format json"
+    )]
+    Audit(AuditArgs),
     /// Measure the whole embedded pipeline: throughput, end-to-end latency, peak memory
     #[command(
         after_help = "Examples:\n  userstream bench                    # 1,000,000 users, full speed\n  userstream bench --users 60000 --rate 1000"
@@ -207,6 +213,15 @@ pub enum DlqCommand {
         #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Ids listed per finding (the counts are always complete)
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub show: usize,
+    #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

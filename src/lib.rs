@@ -14,6 +14,7 @@
 //!
 //! `docs/ARCHITECTURE.md` explains where each delivery guarantee is enforced.
 
+pub mod audit;
 pub mod avro;
 pub mod bench;
 pub mod bus;

@@ -177,6 +177,32 @@ async fn a_hundred_thousand_users_match_the_embedded_store_and_a_second_run_writ
         before,
         "no cell was written again"
     );
+
+    // `audit` pages through the 100,000 rows and balances; a row deleted behind the pipeline's
+    // back is named.
+    let audit = |config: Config| {
+        tokio::task::spawn_blocking(move || {
+            let store = open_store(&config).unwrap();
+            let mut log = userstream::pipeline::open_log(&config).unwrap();
+            userstream::audit::audit(&mut log, &store, None, 5).unwrap()
+        })
+    };
+    let report = audit(got.clone()).await.unwrap();
+    assert!(report.balanced(), "{report:?}");
+    assert_eq!((report.log_users, report.stored_users), (users, users));
+    let victim = *before.keys().next().unwrap();
+    session(&node.address(), &node.options("match_embedded"))
+        .await
+        .unwrap()
+        .query_unpaged(
+            "DELETE FROM match_embedded.created_users WHERE id = ?",
+            (victim,),
+        )
+        .await
+        .unwrap();
+    let report = audit(got).await.unwrap();
+    assert_eq!(report.missing_count, 1, "{report:?}");
+    assert_eq!(report.missing[0].0, victim.to_string());
 }
 
 /// Cassandra's connections cut (a TCP proxy refusing everything) in the middle of a run: ingest

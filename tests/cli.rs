@@ -350,3 +350,64 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
         assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "2");
     }
 }
+
+/// `audit` balances after a clean run, and names what breaks the balance: a deleted row
+/// (missing) and a row that was never logged (extra).
+#[test]
+fn audit_balances_and_names_what_is_missing_or_extra() {
+    use userstream::sink::{Commit, Sink, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = userstream(
+        d,
+        &[
+            "run",
+            "--seed",
+            "audit",
+            "--batch-size",
+            "100",
+            "--max-users",
+            "500",
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let clean = userstream(d, &["audit"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert!(stdout(&clean).contains("balanced"), "{}", stdout(&clean));
+
+    let latest: serde_json::Value = serde_json::from_str(&stdout(&userstream(
+        d,
+        &["query", "latest", "1", "-f", "json"],
+    )))
+    .unwrap();
+    let deleted = latest[0]["id"].as_str().unwrap().to_owned();
+    let uuid = uuid::Uuid::parse_str(&deleted).unwrap();
+    rusqlite::Connection::open(d.join("data/store.db"))
+        .unwrap()
+        .execute(
+            "DELETE FROM created_users WHERE id = ?1",
+            [uuid.as_bytes().as_slice()],
+        )
+        .unwrap();
+    let foreign = support::redacted_users("never-logged", 1).pop().unwrap();
+    let row = userstream::process::transform(&foreign, chrono::Utc::now()).unwrap();
+    SqliteStore::open(&d.join("data/store.db"))
+        .unwrap()
+        .commit(Commit {
+            rows: std::slice::from_ref(&row),
+            dead_letters: &[],
+            log_id: "elsewhere",
+            position: None,
+        })
+        .unwrap();
+
+    let broken = userstream(d, &["audit"]);
+    fails_with(
+        &broken,
+        1,
+        "does not balance: 1 missing, 0 unaccounted, 1 extra",
+    );
+    let out = stdout(&broken);
+    assert!(out.contains(&format!("missing: user {deleted}")), "{out}");
+    assert!(out.contains(&format!("extra: user {}", row.id)), "{out}");
+}

@@ -88,6 +88,27 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
         assert!(!a.is_empty());
         assert_eq!(a, b, "find answers the same on both stores");
         assert_eq!(g.dead_letter_count().unwrap(), 0);
+
+        // `audit` pages through the PostgreSQL log and store (5,000 ids a page) and balances;
+        // one row deleted behind its back is named.
+        let mut log = open_log(&remote).unwrap();
+        let report = userstream::audit::audit(&mut log, &g, None, 5).unwrap();
+        assert!(report.balanced(), "{report:?}");
+        assert_eq!((report.log_users, report.stored_users), (users, users));
+        let victim = a[0];
+        let deleted = Command::new("psql")
+            .arg(remote.store.postgres.as_deref().unwrap())
+            .args([
+                "-tAc",
+                &format!("DELETE FROM created_users WHERE id = '{victim}'"),
+            ])
+            .status()
+            .unwrap();
+        assert!(deleted.success());
+        let report = userstream::audit::audit(&mut log, &g, None, 5).unwrap();
+        assert!(!report.balanced());
+        assert_eq!(report.missing_count, 1);
+        assert_eq!(report.missing[0].0, victim.to_string());
     })
     .await
     .unwrap();

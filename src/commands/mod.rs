@@ -1,5 +1,6 @@
 //! One module per subcommand; this one loads configuration and hands over.
 
+mod audit;
 mod bench;
 mod dlq;
 mod ingest;
@@ -22,6 +23,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Process(args) => process::execute(load(&cli.global)?, args),
         Command::Query(args) => query::execute(&load(&cli.global)?, args),
         Command::Dlq(args) => dlq::execute(&load(&cli.global)?, args),
+        Command::Audit(args) => audit::execute(&load(&cli.global)?, args),
         Command::Bench(args) => bench::execute(load(&cli.global)?, args),
         Command::ServeApi(args) => serve_api::execute(args),
         Command::ServeRegistry(args) => serve_registry::execute(load(&cli.global)?, args),

@@ -44,3 +44,18 @@ pub async fn ensure_topics(options: &KafkaOptions) -> Result<(), KafkaPathError>
     }
     Ok(())
 }
+
+/// The sum of `topic`'s partitions' end (high-watermark) offsets: how many messages were ever
+/// written to it, whatever retention has since removed. Blocking: librdkafka's metadata calls.
+pub fn end_offsets(options: &KafkaOptions, topic: &str) -> Result<u64, KafkaPathError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let timeout = std::time::Duration::from_secs(30);
+    let consumer: BaseConsumer = options.client_config(&[]).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut total = 0;
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+        total += high.max(0) as u64;
+    }
+    Ok(total)
+}
