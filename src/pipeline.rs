@@ -25,9 +25,15 @@ pub struct RunSummary {
 pub fn build_source(config: &Config) -> anyhow::Result<AnySource> {
     Ok(match config.ingest.source {
         SourceKind::Generator => AnySource::Generator(GeneratorSource::new()),
-        SourceKind::Randomuser => AnySource::RandomUser(Box::new(
-            RandomUserClient::new(config.randomuser.clone()).context("creating API client")?,
-        )),
+        SourceKind::Randomuser => {
+            let mut client =
+                RandomUserClient::new(config.randomuser.clone()).context("creating API client")?;
+            if config.randomuser.budget_per_window() > 0 {
+                let ledger = open_log(config).context("opening the log for the API budget")?;
+                client = client.with_shared_budget(Box::new(ledger));
+            }
+            AnySource::RandomUser(Box::new(client))
+        }
     })
 }
 

@@ -271,3 +271,39 @@ async fn postgres_over_tls_verifies_the_server_and_encrypts() {
     .await
     .unwrap();
 }
+
+/// The API budget kept in a PostgreSQL log is one budget for every process using that log.
+#[test]
+fn the_api_budget_is_shared_through_a_postgres_log() {
+    let pg = TestPostgres::start();
+    let url = pg.database("budget");
+    let open = || userstream::log::PostgresLog::open(&url, &Default::default()).unwrap();
+    let (mut first, mut second) = (open(), open());
+    let window = Duration::from_secs(300);
+    assert_eq!(
+        first
+            .spend_budget("randomuser.me", 600, 1000, window)
+            .unwrap(),
+        None
+    );
+    let wait = second
+        .spend_budget("randomuser.me", 600, 1000, window)
+        .unwrap()
+        .expect("the other process spent the window");
+    assert!(
+        wait > Duration::from_secs(290) && wait <= window,
+        "{wait:?}"
+    );
+    assert_eq!(
+        second
+            .spend_budget("randomuser.me", 400, 1000, window)
+            .unwrap(),
+        None
+    );
+    assert!(
+        open()
+            .spend_budget("randomuser.me", 1, 1000, window)
+            .unwrap()
+            .is_some()
+    );
+}

@@ -44,6 +44,16 @@ impl RawLog for AnyLog {
         self.inner().checkpoint(name)
     }
 
+    fn spend_budget(
+        &mut self,
+        key: &str,
+        users: u32,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, LogError> {
+        self.inner().spend_budget(key, users, limit, window)
+    }
+
     fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {
         self.inner().set_checkpoint(name, seq)
     }

@@ -74,10 +74,38 @@ pub trait RawLog: Send {
     fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError>;
     /// The highest sequence number written so far (0 when empty).
     fn last_seq(&mut self) -> Result<u64, LogError>;
+    /// Charges `users` to the API budget `key` if they fit in its sliding `window` of `limit`
+    /// users (or nothing is charged in it yet), and answers `None`; else charges nothing and
+    /// answers how long until the oldest charge leaves the window. Atomic across every process
+    /// sharing the log, and kept across restarts: a crash-looping `run` or a scheduler's
+    /// `ingest --once` cannot start with a fresh budget. Times are wall-clock, as they must
+    /// compare between processes.
+    fn spend_budget(
+        &mut self,
+        key: &str,
+        users: u32,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, LogError>;
     /// The stored cursor of a source, if any.
     fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError>;
     /// How far a named reader that keeps its position in the log has got (the Kafka relay:
     /// the outbox's "published up to"); 0 if it never saved one.
     fn checkpoint(&mut self, name: &str) -> Result<u64, LogError>;
     fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError>;
+}
+
+/// Wall-clock microseconds since the epoch, for budget charges that processes compare.
+pub(crate) fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// How long until a charge made at `oldest` (µs) leaves a `window` that ends `now` (µs).
+pub(crate) fn until_expiry(
+    oldest: i64,
+    now: i64,
+    window: std::time::Duration,
+) -> std::time::Duration {
+    let left = oldest + window.as_micros() as i64 - now;
+    std::time::Duration::from_micros(left.max(1) as u64)
 }

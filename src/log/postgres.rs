@@ -35,7 +35,19 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position BIGINT NOT NULL);",
     },
+    Migration {
+        version: 3,
+        sql: "CREATE TABLE api_budget (
+            key      TEXT    NOT NULL,
+            spent_at BIGINT  NOT NULL,
+            users    INTEGER NOT NULL
+        );
+        CREATE INDEX api_budget_by_key ON api_budget (key, spent_at);",
+    },
 ];
+
+/// Arbitrary constant naming the budget lock ("userbudg").
+const BUDGET_LOCK: i64 = 0x7573_6572_6275_6467;
 
 /// Arbitrary constant naming the append lock ("userappe").
 const APPEND_LOCK: i64 = 0x7573_6572_6170_7065;
@@ -151,6 +163,60 @@ impl RawLog for PostgresLog {
                 .map_err(PgError::op("read checkpoint"))
         })?;
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn spend_budget(
+        &mut self,
+        key: &str,
+        users: u32,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, LogError> {
+        let wait = self.pg.block_on(async {
+            let mut client = self.pg.pool().get().await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(PgError::op("begin budget charge"))?;
+            // Serialises charges across processes, as the append lock serialises appends.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&BUDGET_LOCK])
+                .await
+                .map_err(PgError::op("lock budget"))?;
+            let now = super::now_micros();
+            tx.execute(
+                "DELETE FROM api_budget WHERE key = $1 AND spent_at <= $2",
+                &[&key, &(now - window.as_micros() as i64)],
+            )
+            .await
+            .map_err(PgError::op("expire budget charges"))?;
+            let row = tx
+                .query_one(
+                    "SELECT coalesce(sum(users), 0)::BIGINT, min(spent_at) FROM api_budget WHERE key = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(PgError::op("read budget"))?;
+            let (spent, oldest): (i64, Option<i64>) = (row.get(0), row.get(1));
+            let wait = match oldest {
+                Some(oldest) if spent + i64::from(users) > i64::from(limit) => {
+                    Some(super::until_expiry(oldest, now, window))
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT INTO api_budget (key, spent_at, users) VALUES ($1, $2, $3)",
+                        &[&key, &now, &(users as i32)],
+                    )
+                    .await
+                    .map_err(PgError::op("charge budget"))?;
+                    None
+                }
+            };
+            tx.commit()
+                .await
+                .map_err(PgError::op("commit budget charge"))?;
+            Ok::<_, PgError>(wait)
+        })?;
+        Ok(wait)
     }
 
     fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {

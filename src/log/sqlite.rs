@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
 );
+-- The API budget's charges, shared by every process using this log (see `spend_budget`).
+CREATE TABLE IF NOT EXISTS api_budget (
+    key      TEXT    NOT NULL,
+    spent_at INTEGER NOT NULL, -- wall-clock microseconds
+    users    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_budget_by_key ON api_budget (key, spent_at);
 CREATE TABLE IF NOT EXISTS ingest_cursors (
     source_key TEXT    PRIMARY KEY,
     seed       TEXT    NOT NULL,
@@ -175,6 +182,49 @@ impl RawLog for SqliteLog {
             .optional()
             .map(|p| p.unwrap_or(0) as u64)
             .map_err(sql("read checkpoint"))
+    }
+
+    fn spend_budget(
+        &mut self,
+        key: &str,
+        users: u32,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, LogError> {
+        // IMMEDIATE: the write lock from the start, so two processes cannot both read the
+        // window's sum and both decide they fit.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin budget charge"))?;
+        let now = super::now_micros();
+        tx.execute(
+            "DELETE FROM api_budget WHERE key = ?1 AND spent_at <= ?2",
+            params![key, now - window.as_micros() as i64],
+        )
+        .map_err(sql("expire budget charges"))?;
+        let (spent, oldest): (i64, Option<i64>) = tx
+            .query_row(
+                "SELECT coalesce(sum(users), 0), min(spent_at) FROM api_budget WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("read budget"))?;
+        let wait = match oldest {
+            Some(oldest) if spent + i64::from(users) > i64::from(limit) => {
+                Some(super::until_expiry(oldest, now, window))
+            }
+            _ => {
+                tx.execute(
+                    "INSERT INTO api_budget (key, spent_at, users) VALUES (?1, ?2, ?3)",
+                    params![key, now, users],
+                )
+                .map_err(sql("charge budget"))?;
+                None
+            }
+        };
+        tx.commit().map_err(sql("commit budget charge"))?;
+        Ok(wait)
     }
 
     fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {

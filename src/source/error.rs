@@ -25,6 +25,10 @@ pub enum FetchError {
     /// A 4xx other than 429: our request is wrong, so retrying cannot help.
     #[error("request rejected: HTTP {status}: {reason}")]
     Rejected { status: u16, reason: String },
+    /// The shared API budget could not be read or charged (the log's database failed): no
+    /// request is sent that the budget has not granted.
+    #[error("API budget: {0}")]
+    Budget(String),
     #[error("gave up after {attempts} attempts; last error: {last}")]
     GaveUp {
         attempts: u32,
@@ -42,7 +46,7 @@ impl FetchError {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            FetchError::Rejected { .. } | FetchError::GaveUp { .. }
+            FetchError::Rejected { .. } | FetchError::GaveUp { .. } | FetchError::Budget(_)
         )
     }
 
@@ -58,6 +62,7 @@ impl FetchError {
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Rejected { .. } => "rejected",
             FetchError::GaveUp { .. } => "gave_up",
+            FetchError::Budget(_) => "budget",
         }
     }
 }

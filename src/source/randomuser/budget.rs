@@ -3,17 +3,35 @@
 //!
 //! A token bucket would allow a full burst plus the refill inside one window, i.e. up to twice the
 //! limit; the sliding window never exceeds it.
+//!
+//! The limit is per IP, not per process, so the spend is kept in the raw log's database when the
+//! client is given one ([`WindowBudget::shared`]): every process using that log (a crash-looping
+//! `run`, a scheduler's `ingest --once`, two processes at once) draws on one budget, and a
+//! restart does not refill it. Without a log (tests, a bare client) it is kept in memory.
 
+use crate::log::{LogError, RawLog};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-#[derive(Debug)]
 pub struct WindowBudget {
     limit: u32,
     window: Duration,
     spent: VecDeque<(Instant, u32)>,
     in_window: u64,
+    /// The shared ledger and the budget's key in it (the API's host). In a mutex only so that
+    /// the client stays `Sync` (a database connection is not); it is never contended.
+    ledger: Option<(std::sync::Mutex<Box<dyn RawLog>>, String)>,
+}
+
+impl std::fmt::Debug for WindowBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowBudget")
+            .field("limit", &self.limit)
+            .field("window", &self.window)
+            .field("shared", &self.ledger.as_ref().map(|(_, key)| key))
+            .finish()
+    }
 }
 
 impl WindowBudget {
@@ -24,14 +42,31 @@ impl WindowBudget {
             window,
             spent: VecDeque::new(),
             in_window: 0,
+            ledger: None,
         }
+    }
+
+    /// Keeps the spend in `log` under `key`, shared with every process using that log.
+    pub fn shared(mut self, log: Box<dyn RawLog>, key: String) -> Self {
+        self.ledger = Some((std::sync::Mutex::new(log), key));
+        self
     }
 
     /// Waits until `users` more fit in the window, then charges them. A request larger than the
     /// whole limit waits for an empty window (config validation keeps that from happening).
-    pub async fn acquire(&mut self, users: u32) {
+    pub async fn acquire(&mut self, users: u32) -> Result<(), LogError> {
         if self.limit == 0 {
-            return;
+            return Ok(());
+        }
+        if let Some((log, key)) = &mut self.ledger {
+            loop {
+                let (limit, window) = (self.limit, self.window);
+                let log = log.get_mut().unwrap_or_else(|e| e.into_inner());
+                let wait = blocking(|| log.spend_budget(key, users, limit, window))?;
+                let Some(wait) = wait else { return Ok(()) };
+                tracing::info!(?wait, users, budget = %key, "API budget exhausted for this window (shared through the log), waiting");
+                tokio::time::sleep(wait).await;
+            }
         }
         loop {
             let now = Instant::now();
@@ -45,7 +80,7 @@ impl WindowBudget {
             if self.in_window + u64::from(users) <= u64::from(self.limit) || self.spent.is_empty() {
                 self.spent.push_back((now, users));
                 self.in_window += u64::from(users);
-                return;
+                return Ok(());
             }
             let (oldest, _) = self.spent[0];
             let wait = self.window - now.duration_since(oldest);
@@ -59,9 +94,60 @@ impl WindowBudget {
     }
 }
 
+/// Runs a short blocking call (a database transaction) without stalling other tasks where the
+/// runtime allows it.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two processes' budgets on one log, and a restart: one spend, one limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_spend_is_shared_through_the_log_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let open = || Box::new(crate::log::SqliteLog::open(&path).unwrap()) as Box<dyn RawLog>;
+        let window = Duration::from_secs(300);
+        let mut first = WindowBudget::new(1000, window).shared(open(), "randomuser.me".into());
+        first.acquire(600).await.unwrap();
+        // Another process, or this one restarted: 600 more do not fit for about 5 minutes.
+        let mut ledger = open();
+        let wait = ledger
+            .spend_budget("randomuser.me", 600, 1000, window)
+            .unwrap()
+            .expect("the window is spent");
+        assert!(
+            wait > Duration::from_secs(290) && wait <= window,
+            "{wait:?}"
+        );
+        // What does fit is granted, and counts for everyone.
+        assert_eq!(
+            ledger
+                .spend_budget("randomuser.me", 400, 1000, window)
+                .unwrap(),
+            None
+        );
+        assert!(
+            ledger
+                .spend_budget("randomuser.me", 1, 1000, window)
+                .unwrap()
+                .is_some()
+        );
+        // Another API's budget is its own.
+        assert_eq!(
+            ledger
+                .spend_budget("example.org", 1000, 1000, window)
+                .unwrap(),
+            None
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn never_exceeds_the_limit_in_any_window() {
@@ -70,7 +156,7 @@ mod tests {
         let start = Instant::now();
         let mut grants = Vec::new();
         for _ in 0..10 {
-            budget.acquire(300).await;
+            budget.acquire(300).await.unwrap();
             grants.push(start.elapsed());
         }
         // Three fit at once; each later grant waits for an old one to leave the window.
@@ -90,7 +176,7 @@ mod tests {
         let mut budget = WindowBudget::new(0, Duration::from_secs(1));
         let start = Instant::now();
         for _ in 0..100 {
-            budget.acquire(5000).await;
+            budget.acquire(5000).await.unwrap();
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
     }

@@ -51,6 +51,18 @@ impl RandomUserClient {
         })
     }
 
+    /// Keeps the API budget's spend in `log` (the raw log's database), shared by every process
+    /// that uses it. Keyed by the API's host.
+    pub fn with_shared_budget(mut self, log: Box<dyn crate::log::RawLog>) -> Self {
+        let host = reqwest::Url::parse(&self.config.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_else(|| self.config.url.clone());
+        let budget = std::mem::replace(&mut self.budget, WindowBudget::new(0, Duration::ZERO));
+        self.budget = budget.shared(log, host);
+        self
+    }
+
     /// Counters of requests and failures by kind, shared with whoever reports them.
     pub fn stats(&self) -> Arc<FetchStats> {
         Arc::clone(&self.stats)
@@ -173,7 +185,10 @@ impl Source for RandomUserClient {
         let mut attempt = 1;
         loop {
             // Every attempt is charged: the API counts users requested, not users received.
-            self.budget.acquire(request.results).await;
+            self.budget
+                .acquire(request.results)
+                .await
+                .map_err(|e| FetchError::Budget(e.to_string()))?;
             self.stats.record_request();
             let err = match self.attempt(request).await {
                 Ok(page) => {

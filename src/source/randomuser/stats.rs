@@ -34,7 +34,7 @@ impl FetchStats {
             FetchError::Api(_) => &self.api_errors,
             FetchError::Malformed(_) | FetchError::TooLarge { .. } => &self.malformed,
             FetchError::Rejected { .. } => &self.rejected,
-            FetchError::GaveUp { .. } => return,
+            FetchError::GaveUp { .. } | FetchError::Budget(_) => return,
         };
         counter.fetch_add(1, Relaxed);
     }
