@@ -198,3 +198,68 @@ async fn a_failed_processor_ends_run_with_an_error_naming_it() {
 async fn dlq_redrive_stores_a_message_once_its_schema_is_registered() {
     redrive_after_the_schema_is_registered(shared_cluster().await, "redrive").await;
 }
+
+/// The first Ctrl-C (SIGINT) on a Kafka `run` whose consumer sits idle between pages drains and
+/// exits, with every logged user stored; `audit` then balances the log, the store and the
+/// topic's end offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_a_kafka_run_and_audit_balances_it() {
+    let cluster = shared_cluster().await;
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers()),
+        ("USERSTREAM_KAFKA__TOPIC", "users_created.ctrlc".to_owned()),
+        ("USERSTREAM_KAFKA__DLQ_TOPIC", "users_created.ctrlc.dlq".to_owned()),
+        ("USERSTREAM_KAFKA__GROUP_ID", "ctrlc-group".to_owned()),
+        ("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}")),
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .args(["-q", "--data-dir"])
+        .arg(dir.path())
+        .args(["run", "--batch-size", "50", "--rate", "200"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .unwrap();
+    let store = dir.path().join("store.db");
+    support::wait_until("rows stored", || {
+        support::count(&store, "created_users") >= 200
+    })
+    .await;
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("run still going 120 s after one Ctrl-C");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    let (records, _) = support::log_uuids(dir.path());
+    assert_eq!(support::count(&store, "created_users"), records as u64);
+
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+        .args(["-q", "--data-dir"])
+        .arg(dir.path())
+        .args(["audit", "-f", "json"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(report["missing_count"], 0);
+    assert_eq!(report["topic"]["expected"], records);
+    assert!(report["topic"]["end_offsets"].as_u64().unwrap() >= records as u64);
+}
