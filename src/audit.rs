@@ -37,13 +37,17 @@ pub struct AuditReport {
     pub topic: Option<TopicAudit>,
 }
 
-/// The Kafka side: what the relay marked as published against what the topic holds.
+/// The Kafka side: what the relay marked as relayed against what the topics hold. The relay
+/// writes each record to the topic or, refused, to the dead-letter topic, so together their end
+/// offsets cover every record up to its checkpoint (on topics this log alone writes to; other
+/// producers' messages would make up for lost ones).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct TopicAudit {
     pub topic: String,
-    /// The sum of the partitions' end offsets: every message ever written to the topic.
+    /// The sum of the topic's and the dead-letter topic's partitions' end offsets: every message
+    /// ever written to them, whatever retention has since removed.
     pub end_offsets: u64,
-    /// Log records up to the relay's checkpoint, less those the relay dead-lettered.
+    /// Log records up to the relay's checkpoint.
     pub expected: u64,
 }
 
@@ -62,8 +66,8 @@ impl AuditReport {
     }
 }
 
-/// Audits `store` against `log`. On the Kafka path, `relayed` is the relay's checkpoint and the
-/// topic's end offsets, checked against the log; `show` caps the ids listed per finding (the
+/// Audits `store` against `log`. On the Kafka path, `relayed` is the topic, the relay's
+/// checkpoint and the end offsets of the topic and its dead-letter topic, checked against the log; `show` caps the ids listed per finding (the
 /// counts are always exact).
 pub fn audit<Q: UserQuery + ?Sized>(
     log: &mut dyn RawLog,
@@ -83,7 +87,7 @@ pub fn audit<Q: UserQuery + ?Sized>(
             dead_seqs.insert(letter.log_seq);
         } else if letter.log_id.starts_with("kafka:") {
             report.kafka_dead_letters += 1;
-            dead_ids.extend(user_id(&letter.record));
+            dead_ids.extend(kafka_user_id(&letter.record));
         }
         Ok(())
     })?;
@@ -103,7 +107,6 @@ pub fn audit<Q: UserQuery + ?Sized>(
             if relayed
                 .as_ref()
                 .is_some_and(|(_, upto, _)| record.seq <= *upto)
-                && !dead
             {
                 published += 1;
             }
@@ -151,6 +154,18 @@ pub fn audit<Q: UserQuery + ?Sized>(
         expected: published,
     });
     Ok(report)
+}
+
+/// The user a Kafka dead letter carries: its record if it is JSON, or its Avro frame read with
+/// our schema (the layout of every message our relay writes).
+fn kafka_user_id(record: &str) -> Option<Uuid> {
+    if !record.starts_with("hex:") {
+        return user_id(record);
+    }
+    let payload = crate::bus::kafka::dead_letter::payload_bytes(record);
+    let (schema_id, datum) = crate::avro::decode_frame(&payload).ok()?;
+    let json = crate::avro::decode_user(schema_id, crate::avro::user_schema(), datum).ok()?;
+    user_id(&json)
 }
 
 /// `login.uuid` of a JSON record, if it has a valid one.

@@ -40,6 +40,24 @@ pub struct GlobalArgs {
     /// Only warnings and errors
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// Log lines as text (coloured on a terminal only) or one JSON object per line, for log
+    /// shippers
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "USERSTREAM_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = userstream::cli::Cli::parse();
-    userstream::telemetry::init_logging(cli.global.verbose, cli.global.quiet);
+    userstream::telemetry::init_logging(
+        cli.global.verbose,
+        cli.global.quiet,
+        cli.global.log_format,
+    );
     match userstream::commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -83,14 +83,13 @@ pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
     }
 }
 
-/// Takes the data directory's ingest lock ([`WriterLock`]) when the log lives there; a
-/// PostgreSQL log is shared by design and is not locked.
-pub fn lock_ingest(config: &Config) -> anyhow::Result<Option<WriterLock>> {
-    if config.backup.postgres.is_some() {
-        return Ok(None);
+/// Takes the log's ingest lock ([`WriterLock`]): the data directory's, or the PostgreSQL log's.
+pub fn lock_ingest(config: &Config) -> anyhow::Result<WriterLock> {
+    if let Some(url) = &config.backup.postgres {
+        return Ok(WriterLock::acquire_postgres(url, &config.postgres)?);
     }
     config.ensure_data_dir()?;
-    Ok(Some(WriterLock::acquire(&config.data_dir)?))
+    Ok(WriterLock::acquire(&config.data_dir)?)
 }
 
 /// Opens the configured store: Cassandra or PostgreSQL if `[store]` names one, else SQLite.

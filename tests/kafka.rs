@@ -210,7 +210,10 @@ async fn ctrl_c_drains_a_kafka_run_and_audit_balances_it() {
     let env = [
         ("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers()),
         ("USERSTREAM_KAFKA__TOPIC", "users_created.ctrlc".to_owned()),
-        ("USERSTREAM_KAFKA__DLQ_TOPIC", "users_created.ctrlc.dlq".to_owned()),
+        (
+            "USERSTREAM_KAFKA__DLQ_TOPIC",
+            "users_created.ctrlc.dlq".to_owned(),
+        ),
         ("USERSTREAM_KAFKA__GROUP_ID", "ctrlc-group".to_owned()),
         ("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}")),
     ];

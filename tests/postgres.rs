@@ -307,3 +307,21 @@ fn the_api_budget_is_shared_through_a_postgres_log() {
             .is_some()
     );
 }
+
+/// Two ingests into one PostgreSQL log would read one cursor and fetch every page twice: the
+/// second is refused while the first holds the log's lock, and the lock goes with its holder.
+#[test]
+fn a_second_ingest_into_a_postgres_log_is_refused() {
+    use userstream::ingest::writer_lock::WriterLock;
+    let pg = TestPostgres::start();
+    let url = pg.database("locked");
+    let first = WriterLock::acquire_postgres(&url, &Default::default()).unwrap();
+    let err = WriterLock::acquire_postgres(&url, &Default::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("already ingesting into the PostgreSQL log"),
+        "{err}"
+    );
+    drop(first);
+    WriterLock::acquire_postgres(&url, &Default::default()).unwrap();
+}

@@ -352,3 +352,43 @@ async fn the_python_confluent_client_and_userstream_read_each_others_records() {
     );
     assert_eq!(theirs["name"], original["name"]);
 }
+
+/// How the client classifies a registry's answers, which decides whether a consumer waits,
+/// dead-letters or stops: only "no such schema" (40403) blames the message; 5xx, 408 and 429 are
+/// waited out; anything else (401, a 404 from a wrong path) is nobody's message's fault.
+#[tokio::test]
+async fn registry_answers_are_told_apart() {
+    use support::scripted_server::{Reply, ScriptedServer};
+    use userstream::registry::client::ClientError;
+    let server = ScriptedServer::start(vec![
+        Reply::status(
+            404,
+            r#"{"error_code":40403,"message":"Schema 7 not found"}"#,
+        ),
+        Reply::status(503, ""),
+        Reply::status(429, r#"{"error_code":429,"message":"slow down"}"#),
+        Reply::status(401, r#"{"error_code":401,"message":"Unauthorized"}"#),
+        Reply::status(404, "<html>no such path</html>"),
+    ])
+    .await;
+    let client = RegistryClient::new(server.url.trim_end_matches("/api/"));
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(client.schema(7).await.unwrap_err());
+    }
+    assert!(
+        matches!(answers[0], ClientError::NotFound { id: 7, .. }),
+        "{:?}",
+        answers[0]
+    );
+    assert!(
+        answers[1].is_transient() && answers[2].is_transient(),
+        "{answers:?}"
+    );
+    for answer in &answers[3..] {
+        assert!(
+            !answer.is_transient() && !matches!(answer, ClientError::NotFound { .. }),
+            "{answer:?}"
+        );
+    }
+}

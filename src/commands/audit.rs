@@ -23,7 +23,8 @@ pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
         Some(_) => {
             let topic = &config.kafka.topic;
             let checkpoint = log.checkpoint(&Relay::<AnyLog, AnyStore>::checkpoint_name(topic))?;
-            let end = crate::bus::kafka::topics::end_offsets(&config.kafka, topic)?;
+            let end = crate::bus::kafka::topics::end_offsets(&config.kafka, topic)?
+                + crate::bus::kafka::topics::end_offsets(&config.kafka, &config.kafka.dlq_topic)?;
             Some((topic.clone(), checkpoint, end))
         }
         None => None,
@@ -69,7 +70,7 @@ fn print_report(report: &AuditReport) {
     ];
     if let Some(topic) = &report.topic {
         rows.push(vec![
-            format!("{} end offsets", topic.topic),
+            format!("{} (+ dead-letter topic) end offsets", topic.topic),
             format!("{} (relayed: {})", topic.end_offsets, topic.expected),
         ]);
     }

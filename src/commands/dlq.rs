@@ -95,15 +95,18 @@ fn redrive_store(
         .is_some()
         .then(|| crate::registry::RegistryClient::new(&config.kafka.registry_url));
     let retries = std::sync::atomic::AtomicU64::new(0);
-    let mut decode = |payload: &[u8]| -> Result<String, String> {
+    let mut decode = |payload: &[u8]| -> Result<Result<String, String>, String> {
         let registry = registry
             .as_ref()
             .expect("decoder only given with a registry");
         runtime
             .block_on(crate::bus::kafka::consumer::decode_record(
-                registry, payload, &retries,
+                registry,
+                payload,
+                &retries,
+                std::time::Duration::ZERO,
             ))
-            .map_err(|e| format!("schema registry: {e}"))?
+            .map_err(|e| e.to_string())
     };
     let decoder: crate::process::redrive::KafkaDecoder<'_> = match registry {
         Some(_) => Some(&mut decode),

@@ -28,14 +28,14 @@ pub enum IngestError {
     /// The log could not be written: ingest must stop, since nothing fetched could be kept.
     #[error(transparent)]
     Log(#[from] LogError),
-    /// The seed was fetched in pages of another size, and its users so far do not fill whole
-    /// pages of the new one: continuing would fetch some users twice.
+    /// The seed was fetched in pages of another size: continuing it with this one would fetch
+    /// users twice.
     #[error(
-        "seed {seed:?} has {fetched} users fetched in pages of {old_size}, which pages of {new_size} cannot continue without fetching users twice; use a batch size that divides {fetched} (such as {old_size}), or another seed"
+        "seed {seed:?} has {pages} pages fetched with batch size {old_size}; pages of {new_size} would fetch some of its users again (randomuser.me seeds each page on its own). Use --batch-size {old_size}, or another --seed"
     )]
     PageSizeChange {
         seed: String,
-        fetched: u64,
+        pages: u64,
         old_size: u32,
         new_size: u32,
     },
@@ -75,11 +75,10 @@ pub struct Ingestor<S, L> {
 impl<S: Source, L: RawLog> Ingestor<S, L> {
     /// Resumes the source's stored cursor when it matches `settings`, else starts a new one.
     ///
-    /// A seed's users are positional (page *p* of size *n* holds users *(p-1)n+1 ..= pn*), so a
-    /// new page size continues the same seed at the same user when the users fetched so far fill
-    /// whole pages of the new size. When they don't, the stored seed cannot be continued without
-    /// fetching users twice: a seed given explicitly is refused ([`IngestError::PageSizeChange`]),
-    /// and without one a new seed starts.
+    /// A stored seed cannot be continued with another page size: randomuser.me seeds each page on
+    /// its own (page *p* of size *n* is the first *n* users of page *p*'s stream, whatever *n*),
+    /// so pages of a new size would hand back users already fetched. A seed given explicitly is
+    /// then refused ([`IngestError::PageSizeChange`]); without one, a new seed starts.
     pub fn new(
         source: S,
         mut log: L,
@@ -101,34 +100,27 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
         };
         let cursor = match stored {
             None => fresh(),
+            Some(c) if c.page_size == settings.batch_size => {
+                tracing::info!(seed = %c.seed, page = c.next_page, "resuming ingest cursor");
+                c
+            }
+            Some(c) if settings.seed.is_some() && c.next_page > 1 => {
+                return Err(IngestError::PageSizeChange {
+                    seed: c.seed,
+                    pages: c.next_page - 1,
+                    old_size: c.page_size,
+                    new_size: settings.batch_size,
+                });
+            }
             Some(c) => {
-                let fetched = (c.next_page - 1) * u64::from(c.page_size);
-                let size = u64::from(settings.batch_size);
-                if fetched % size == 0 {
-                    let resumed = IngestCursor {
-                        next_page: fetched / size + 1,
-                        page_size: settings.batch_size,
-                        seed: c.seed,
-                    };
-                    tracing::info!(seed = %resumed.seed, page = resumed.next_page, users = fetched, "resuming ingest cursor");
-                    resumed
-                } else if settings.seed.is_some() {
-                    return Err(IngestError::PageSizeChange {
-                        seed: c.seed,
-                        fetched,
-                        old_size: c.page_size,
-                        new_size: settings.batch_size,
-                    });
-                } else {
-                    let new = fresh();
-                    tracing::warn!(
-                        old_seed = %c.seed,
-                        fetched,
-                        seed = %new.seed,
-                        "the {fetched} users fetched do not fill whole pages of {size}; starting a new seed"
-                    );
-                    new
-                }
+                let new = fresh();
+                tracing::warn!(
+                    old_seed = %c.seed,
+                    old_size = c.page_size,
+                    seed = %new.seed,
+                    "the stored seed was fetched in pages of another size; starting a new seed"
+                );
+                new
             }
         };
         Ok(Self {

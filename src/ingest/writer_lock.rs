@@ -5,16 +5,33 @@
 //! records for 40,900 users from two `run`s on one data directory). So a process that ingests
 //! holds an exclusive lock on `ingest.lock` in the data directory for as long as it runs, and a
 //! second one is refused with a message naming the holder. The lock is the kernel's (`flock`):
-//! it dies with its process, even on kill -9, so there is nothing stale to clean up.
+//! it dies with its process, even on kill -9, so there is nothing stale to clean up. A PostgreSQL
+//! log is locked the same way with a session advisory lock, which dies with its connection.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// Held while this process ingests into the data directory's log; released on drop.
-#[derive(Debug)]
+/// Held while this process ingests into a log; released on drop.
 pub struct WriterLock {
-    _file: File,
+    _held: Held,
+}
+
+impl std::fmt::Debug for WriterLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self._held {
+            Held::File(_) => "data directory",
+            Held::Postgres(_) => "PostgreSQL log",
+        };
+        write!(f, "WriterLock({what})")
+    }
+}
+
+enum Held {
+    /// `flock` on the data directory's `ingest.lock` (the SQLite log).
+    File(#[allow(dead_code)] File),
+    /// A session advisory lock on a PostgreSQL log.
+    Postgres(#[allow(dead_code)] Box<crate::log::postgres::PostgresIngestLock>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +41,12 @@ pub enum WriterLockError {
         holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
     )]
     Held { dir: PathBuf, holder: Option<u32> },
+    #[error(
+        "another userstream process is already ingesting into the PostgreSQL log; stop it first, or give this one another [log] database"
+    )]
+    HeldInPostgres,
+    #[error("locking the PostgreSQL log: {0}")]
+    Postgres(#[from] crate::log::LogError),
     #[error("locking {path}: {source}")]
     Io {
         path: PathBuf,
@@ -62,7 +85,22 @@ impl WriterLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(Self { _file: file })
+        Ok(Self {
+            _held: Held::File(file),
+        })
+    }
+
+    /// Takes the ingest lock of the PostgreSQL log at `url`, or says it is held.
+    pub fn acquire_postgres(
+        url: &str,
+        options: &crate::postgres::PostgresOptions,
+    ) -> Result<Self, WriterLockError> {
+        match crate::log::postgres::PostgresIngestLock::try_acquire(url, options)? {
+            Some(lock) => Ok(Self {
+                _held: Held::Postgres(Box::new(lock)),
+            }),
+            None => Err(WriterLockError::HeldInPostgres),
+        }
     }
 }
 

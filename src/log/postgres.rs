@@ -46,6 +46,42 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Arbitrary constant naming the ingest lock ("useringe").
+const INGEST_LOCK: i64 = 0x7573_6572_696e_6765;
+
+/// Held while this process ingests into a PostgreSQL log: the log's session advisory lock, on a
+/// connection of its own kept checked out. It ends with the connection, so a process that dies,
+/// even by kill -9, lets go when the server notices the connection gone.
+pub struct PostgresIngestLock {
+    // Dropped first: the connection goes back to its one-connection pool, which is dropped next
+    // and closes it, releasing the lock.
+    _client: deadpool_postgres::Object,
+    _pg: Postgres,
+}
+
+impl PostgresIngestLock {
+    /// Takes the lock, or answers `None` when another process holds it.
+    pub fn try_acquire(url: &str, options: &PostgresOptions) -> Result<Option<Self>, LogError> {
+        let options = PostgresOptions {
+            pool_size: Some(1),
+            ..options.clone()
+        };
+        let pg = Postgres::connect(url, &options)?;
+        let client = pg.block_on(async {
+            let client = pg.pool().get().await?;
+            let row = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&INGEST_LOCK])
+                .await
+                .map_err(PgError::op("take ingest lock"))?;
+            Ok::<_, PgError>(row.get::<_, bool>(0).then_some(client))
+        })?;
+        Ok(client.map(|client| Self {
+            _client: client,
+            _pg: pg,
+        }))
+    }
+}
+
 /// Arbitrary constant naming the budget lock ("userbudg").
 const BUDGET_LOCK: i64 = 0x7573_6572_6275_6467;
 

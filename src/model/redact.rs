@@ -66,6 +66,13 @@ pub fn redact_credentials(record: &RawValue) -> Redacted {
     let mut problem = None;
     let mut changed = false;
     for (key, value) in top {
+        // Only redaction may mark a record withheld; an API record that already carries the
+        // marker is suspect itself (and its own copy is dropped, so the reason is ours).
+        if key == WITHHELD_KEY {
+            problem
+                .get_or_insert_with(|| format!("record carries the reserved key {WITHHELD_KEY}"));
+            continue;
+        }
         if is_credential(&key) {
             changed = true;
             continue;
@@ -95,6 +102,23 @@ pub fn redact_credentials(record: &RawValue) -> Redacted {
         return Redacted::Clean(record.get().to_owned());
     }
     Redacted::Clean(write_object(None, &kept))
+}
+
+/// If `record` is marked withheld, the reason. Any top-level `_userstream_withheld` key counts,
+/// whatever its value and however often it appears; a record that mentions the key but cannot be
+/// read as an object counts too (fail closed).
+pub fn withheld_reason(record: &str) -> Option<String> {
+    if !record.contains(WITHHELD_KEY) {
+        return None;
+    }
+    let Ok(Entries(top)) = serde_json::from_str::<Entries<'_>>(record) else {
+        return Some(format!("an unreadable record mentions {WITHHELD_KEY}"));
+    };
+    top.into_iter()
+        .find(|(key, _)| key == WITHHELD_KEY)
+        .map(|(_, value)| {
+            serde_json::from_str::<String>(value.get()).unwrap_or_else(|_| value.get().to_owned())
+        })
 }
 
 /// Removes credential keys at every depth of `login`; true if any was there.
@@ -279,6 +303,21 @@ mod tests {
             assert!(!record.contains("addison"), "{record}");
             assert!(reason.contains("not a JSON object"), "{reason}");
         }
+    }
+
+    #[test]
+    fn an_api_record_carrying_the_marker_is_withheld() {
+        let input =
+            r#"{"_userstream_withh\u0065ld":"fine","login":{"uuid":"u","password":"addison"}}"#;
+        let Redacted::Withheld { record, reason } = redact_credentials(&raw(input)) else {
+            panic!("not withheld");
+        };
+        assert!(reason.contains("reserved key"), "{reason}");
+        assert!(
+            !record.contains("addison") && !record.contains("fine"),
+            "{record}"
+        );
+        assert_eq!(withheld_reason(&record).as_deref(), Some(reason.as_str()));
     }
 
     #[test]

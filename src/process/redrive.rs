@@ -40,10 +40,12 @@ pub struct RedriveOutcome {
     pub reason: String,
 }
 
-/// Decodes a dead-lettered Kafka message's payload into the JSON record, or says why it cannot:
-/// the consumer's own decoding, registry included. `None` when this process has no registry to
-/// ask, and such letters are left as they are.
-pub type KafkaDecoder<'a> = Option<&'a mut dyn FnMut(&[u8]) -> Result<String, String>>;
+/// Decodes a dead-lettered Kafka message's payload with the consumer's own decoding: the JSON
+/// record, or (inner `Err`) why it is poison, or (outer `Err`) why it cannot be decided now (the
+/// registry is unavailable), and then the letter is skipped, untouched. `None` when this process
+/// has no registry to ask, and such letters are skipped too.
+pub type KafkaDecoder<'a> =
+    Option<&'a mut dyn FnMut(&[u8]) -> Result<Result<String, String>, String>>;
 
 /// Re-drives the dead letters `options` selects from `store`. `log` is this data directory's
 /// raw log, if there is one.
@@ -75,12 +77,14 @@ pub fn redrive<S: Sink + UserQuery>(
             let log = log.as_deref_mut().expect("log_id came from the log");
             from_log(log, &letter)?
         } else if letter.log_id.starts_with("kafka:") {
-            match decode_kafka.as_deref_mut() {
-                Some(decode) => {
-                    let payload = crate::bus::kafka::dead_letter::payload_bytes(&letter.record);
-                    decode(&payload).and_then(|record| {
-                        transform(&record, failed_at(&letter)).map_err(|e| e.to_string())
-                    })
+            let payload = crate::bus::kafka::dead_letter::payload_bytes(&letter.record);
+            match decode_kafka.as_deref_mut().map(|decode| decode(&payload)) {
+                Some(Ok(decoded)) => decoded.and_then(|record| {
+                    transform(&record, failed_at(&letter)).map_err(|e| e.to_string())
+                }),
+                Some(Err(unavailable)) => {
+                    outcomes.push(outcome(&letter, "skipped", &unavailable));
+                    continue;
                 }
                 None => {
                     outcomes.push(outcome(&letter, "skipped", "no schema registry configured"));
@@ -95,6 +99,10 @@ pub fn redrive<S: Sink + UserQuery>(
                 outcomes.push(outcome(&letter, "stored", ""));
                 rows.entry(letter.log_id.clone()).or_default().push(row);
                 resolved.push((letter.log_id, letter.log_seq));
+            }
+            // The same reason again: nothing to write (its failure time stays the first one).
+            Err(reason) if reason == letter.reason => {
+                outcomes.push(outcome(&letter, "dead", &reason));
             }
             Err(reason) => {
                 outcomes.push(outcome(&letter, "dead", &reason));

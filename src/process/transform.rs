@@ -5,7 +5,7 @@
 //! restarts produce the same exact result.
 
 use crate::model::api::{ApiUser, Scalar};
-use crate::model::redact::WITHHELD_KEY;
+use crate::model::redact::withheld_reason;
 use crate::model::row::UserRow;
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -43,9 +43,7 @@ pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invali
     }
     // Before the full parse: a withheld record may no longer parse as a user at all, and its own
     // reason is the one to keep.
-    if raw.contains(WITHHELD_KEY)
-        && let Some(reason) = withheld_reason(raw)
-    {
+    if let Some(reason) = withheld_reason(raw) {
         return Err(Invalid::Withheld(reason));
     }
     let user: ApiUser<'_> =
@@ -84,6 +82,7 @@ pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invali
         .as_ref()
         .ok_or(Invalid::Missing("location.postcode"))?
         .to_text();
+    text_only(&post_code, "location.postcode")?;
 
     let email = required(&user.email, "email")?;
     if !email.contains('@') {
@@ -118,24 +117,27 @@ pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invali
     })
 }
 
-/// The reason a withheld record carries, if it carries one (the key may also just appear inside a
-/// value, which is no reason to reject).
-fn withheld_reason(raw: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Marker {
-        #[serde(rename = "_userstream_withheld")]
-        reason: Option<String>,
-    }
-    serde_json::from_str::<Marker>(raw).ok()?.reason
-}
-
 /// A present, non-blank string field.
 fn required<'s>(value: &'s Option<Cow<'_, str>>, field: &'static str) -> Result<&'s str, Invalid> {
     let text = value.as_deref().ok_or(Invalid::Missing(field))?.trim();
     if text.is_empty() {
         return Err(Invalid::Empty(field));
     }
+    text_only(text, field)?;
     Ok(text)
+}
+
+/// Refuses a NUL character (`\u0000` in the JSON): PostgreSQL's `text` cannot hold one, so the
+/// row's batch could never commit there, and it is never part of a real name or address.
+fn text_only(text: &str, field: &'static str) -> Result<(), Invalid> {
+    if text.contains('\0') {
+        return Err(Invalid::Malformed {
+            field,
+            expected: "text without NUL characters",
+            value: text.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A present, non-blank number-or-string field, as text.
@@ -144,6 +146,7 @@ fn scalar(value: &Option<Scalar<'_>>, field: &'static str) -> Result<String, Inv
     if text.is_empty() {
         return Err(Invalid::Empty(field));
     }
+    text_only(&text, field)?;
     Ok(text)
 }
 

@@ -13,9 +13,19 @@ pub enum ClientError {
     /// off and retries; it must not dead-letter good data over a registry restart.
     #[error("schema registry at {url} is unavailable: {message}")]
     Unavailable { url: String, message: String },
-    /// The registry answered, and the answer is final (a 4xx: unknown id, invalid schema).
+    /// The registry answered that no schema has this id (40403): the one answer that makes a
+    /// message poison rather than the consumer's problem.
+    #[error("schema registry at {url}: schema {id} not found")]
+    NotFound { url: String, id: u32 },
+    /// Any other refusal (401/403, a 404 from a wrong URL, a 200 that is not JSON, an invalid
+    /// schema): no retry helps and no message is to blame, so the caller stops with it.
     #[error("schema registry at {url}: {message}")]
-    Http { url: String, message: String },
+    Http {
+        url: String,
+        /// Confluent's `error_code`, when the answer had one.
+        code: Option<u64>,
+        message: String,
+    },
     #[error("schema registry returned an invalid schema for id {id}: {message}")]
     BadSchema { id: u32, message: String },
 }
@@ -67,17 +77,20 @@ impl RegistryClient {
             .bytes()
             .await
             .map_err(|e| unavailable(crate::error_chain::describe(&e)))?;
-        if status.is_server_error() {
+        // 408 and 429 say "not now", like a 5xx.
+        if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
             return Err(unavailable(format!("HTTP {status}")));
         }
         let json: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ClientError::Http {
                 url: self.url.clone(),
+                code: None,
                 message: format!("HTTP {status}: not JSON: {e}"),
             })?;
         if !status.is_success() {
             return Err(ClientError::Http {
                 url: self.url.clone(),
+                code: json["error_code"].as_u64(),
                 message: format!("HTTP {status}: {json}"),
             });
         }
@@ -100,6 +113,7 @@ impl RegistryClient {
             .map(|id| id as u32)
             .ok_or_else(|| ClientError::Http {
                 url: self.url.clone(),
+                code: None,
                 message: format!("no id in {json}"),
             })
     }
@@ -111,7 +125,15 @@ impl RegistryClient {
         }
         let json = self
             .call(self.http.get(format!("{}/schemas/ids/{id}", self.url)))
-            .await?;
+            .await
+            .map_err(|err| match err {
+                ClientError::Http {
+                    url,
+                    code: Some(40403),
+                    ..
+                } => ClientError::NotFound { url, id },
+                other => other,
+            })?;
         let text = json["schema"].as_str().unwrap_or_default();
         let schema = Arc::new(Schema::parse_str(text).map_err(|e| ClientError::BadSchema {
             id,

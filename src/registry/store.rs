@@ -240,7 +240,11 @@ impl RegistryStore {
         permanent: bool,
     ) -> Result<Vec<i64>, RegistryError> {
         let all = self.versions(subject, true)?;
-        let live = self.versions(subject, false).unwrap_or_default();
+        let live = match self.versions(subject, false) {
+            Ok(live) => live,
+            Err(RegistryError::SubjectNotFound(_)) => Vec::new(),
+            Err(other) => return Err(other),
+        };
         if permanent {
             if !live.is_empty() {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
@@ -274,8 +278,9 @@ impl RegistryStore {
         let all = self.versions(subject, true)?;
         let wanted = match requested {
             Some(n) => n,
+            // The latest live version, as Confluent resolves it.
             None => *self
-                .versions(subject, !permanent)?
+                .versions(subject, false)?
                 .last()
                 .expect("versions() never returns empty"),
         };

@@ -219,6 +219,14 @@ impl<S: Sink> KafkaProcessor<S> {
                     }
                 }
             }
+            // A revoke may also have run inside the `recv` that the window cut short.
+            if self.consumer.context().take_revoked() {
+                tracing::debug!(
+                    dropped = batch.len(),
+                    "batch in hand left to the partitions' next owner"
+                );
+                continue;
+            }
             self.process(batch).await?;
         }
     }
@@ -456,45 +464,52 @@ async fn decode(
     fetched_at: chrono::DateTime<chrono::Utc>,
     retries: &AtomicU64,
 ) -> Result<Result<crate::model::UserRow, String>, KafkaPathError> {
-    Ok(decode_record(registry, payload, retries)
+    Ok(decode_record(registry, payload, retries, UNREACHABLE_LIMIT)
         .await?
         .and_then(|record| transform(&record, fetched_at).map_err(|e| e.to_string())))
 }
 
 /// Payload -> the JSON record it carries, or (inner `Err`) why it is poison; as [`decode`],
-/// before validation. Also what `dlq redrive` decodes a dead-lettered message with.
+/// before validation. A registry that stays unavailable for `patience` is the outer error. Also
+/// what `dlq redrive` decodes a dead-lettered message with (with no patience: it reports the
+/// registry down rather than wait).
 pub async fn decode_record(
     registry: &RegistryClient,
     payload: &[u8],
     retries: &AtomicU64,
+    patience: Duration,
 ) -> Result<Result<String, String>, KafkaPathError> {
     let (schema_id, datum) = match decode_frame(payload) {
         Ok(frame) => frame,
         Err(err) => return Ok(Err(err.to_string())),
     };
-    let writer = match writer_schema(registry, schema_id, retries).await? {
+    let writer = match writer_schema(registry, schema_id, retries, patience).await? {
         Ok(writer) => writer,
         Err(err) => return Ok(Err(format!("unknown schema id {schema_id}: {err}"))),
     };
     Ok(decode_user(schema_id, &writer, datum).map_err(|e| e.to_string()))
 }
 
-/// The writer schema `id`, or (inner `Err`) the registry's final answer that it has none. While
-/// the registry is unavailable (restarting, unreachable, timing out, answering 5xx) this backs
-/// off and asks again, logging each failure, for up to [`UNREACHABLE_LIMIT`]; then the registry's
-/// error ends the run. Nothing of the batch in hand is committed meanwhile.
+/// The writer schema `id`, or (inner `Err`) the registry's answer that it has none (40403), the
+/// one answer that makes a message poison. While the registry is unavailable (restarting,
+/// unreachable, timing out, answering 5xx, 408 or 429) this backs off and asks again, logging
+/// each failure, for up to `patience`; then, as on any other refusal (authentication, a wrong
+/// URL), the registry's error ends the run. Nothing of the batch in hand is committed meanwhile.
 async fn writer_schema(
     registry: &RegistryClient,
     id: u32,
     retries: &AtomicU64,
+    patience: Duration,
 ) -> Result<Result<std::sync::Arc<apache_avro::Schema>, ClientError>, KafkaPathError> {
     let started = std::time::Instant::now();
     let mut attempt = 1;
     loop {
         match registry.schema(id).await {
             Ok(schema) => return Ok(Ok(schema)),
-            Err(err) if !err.is_transient() => return Ok(Err(err)),
-            Err(err) if started.elapsed() >= UNREACHABLE_LIMIT => return Err(err.into()),
+            Err(err @ ClientError::NotFound { .. }) => return Ok(Err(err)),
+            Err(err) if !err.is_transient() || started.elapsed() >= patience => {
+                return Err(err.into());
+            }
             Err(err) => {
                 let wait = commit_backoff(attempt);
                 tracing::warn!(

@@ -25,12 +25,14 @@ pub fn partition_log_id(topic: &str, partition: i32) -> String {
     format!("kafka:{topic}:{partition}")
 }
 
-/// A payload as the store's text `record`: as is when it is text (a JSON record), else
-/// `hex:` and its bytes (an Avro frame), so that `dlq redrive` can decode it again.
+/// A payload as the store's text `record`: as is when it is plain text (a JSON record), else
+/// `hex:` and its bytes, so that `dlq redrive` can decode it again. An Avro frame starts with a
+/// NUL byte, which PostgreSQL's `text` refuses (a batch that can never commit would stop its
+/// partition), so text with a NUL is hex too, as is text that itself starts with `hex:`.
 pub fn payload_text(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
-        Ok(text) => text.to_owned(),
-        Err(_) => {
+        Ok(text) if !text.contains('\0') && !text.starts_with("hex:") => text.to_owned(),
+        _ => {
             let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
             format!("hex:{hex}")
         }
@@ -99,9 +101,13 @@ mod tests {
         for payload in [
             &b"{\"not\": \"avro\"}"[..],
             &[0, 0, 0, 0, 1, 0xff, 0x80],
+            &[0, 0, 0, 0, 1, b'a'],
+            b"hex:00",
             b"",
         ] {
-            assert_eq!(payload_bytes(&payload_text(payload)), payload);
+            let text = payload_text(payload);
+            assert!(!text.contains('\0'), "{text:?}");
+            assert_eq!(payload_bytes(&text), payload);
         }
     }
 }

@@ -222,3 +222,47 @@ fn wrong_types_and_non_json_are_rejected_not_panicked() {
     let err = transform(&with(&["name", "first"], 42.into()), at()).unwrap_err();
     assert!(matches!(err, Invalid::NotJson(_)), "{err}");
 }
+
+/// PostgreSQL cannot store a NUL character: a record carrying one is refused with the field
+/// named (and the value escaped in the reason), not left to fail its batch's commit forever.
+#[test]
+fn a_nul_character_in_any_text_is_refused() {
+    for path in [
+        &["name", "first"][..],
+        &["location", "city"],
+        &["location", "postcode"],
+        &["phone"],
+    ] {
+        let err = transform(&with(path, "a\u{0}b".into()), at()).unwrap_err();
+        let reason = err.to_string();
+        assert!(
+            reason.contains("without NUL characters"),
+            "{path:?}: {reason}"
+        );
+        assert!(!reason.contains('\0'), "{reason:?}");
+    }
+}
+
+/// A record the API sent with the withheld marker itself, in any value, is refused like one
+/// redaction withheld.
+#[test]
+fn the_withheld_marker_is_refused_whatever_its_value() {
+    let user: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+    for value in [
+        serde_json::json!("x"),
+        serde_json::json!(null),
+        serde_json::json!(7),
+    ] {
+        let mut record = user.clone();
+        record[crate::model::redact::WITHHELD_KEY] = value;
+        let err = transform(&record.to_string(), at()).unwrap_err();
+        assert!(matches!(err, Invalid::Withheld(_)), "{err}");
+    }
+    // Twice, which a struct would refuse to parse at all.
+    let text = SAMPLE.replacen(
+        '{',
+        r#"{"_userstream_withheld":"a","_userstream_withheld":"b","#,
+        1,
+    );
+    assert!(matches!(transform(&text, at()), Err(Invalid::Withheld(_))));
+}

@@ -1,9 +1,11 @@
 //! A built-in randomuser.me: the same JSON shape, every field, realistic values per nationality,
 //! reproducible from a seed.
 //!
-//! User number `i` of a seed is a pure function of (seed, nationality filter, gender filter, i), as
-//! with the real API's `seed` + `page`: page `p` of size `n` holds users `(p-1)*n .. p*n`, so a
-//! restarted ingest that refetches a page gets the very same users. `login.uuid` is 122 random
+//! User number `i` of a seed is a pure function of (seed, nationality filter, gender filter, i):
+//! page `p` of size `n` holds users `(p-1)*n .. p*n`, so a restarted ingest that refetches a page
+//! gets the very same users, as with the real API's `seed` + `page`. (The real API seeds each page
+//! on its own instead, so pages of different sizes overlap differently there; ingest never mixes
+//! page sizes within a seed, which makes the two models alike for it.) `login.uuid` is 122 random
 //! bits drawn from that per-user stream, unique for any realistic volume.
 
 pub mod nationalities;
