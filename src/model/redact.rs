@@ -82,6 +82,25 @@ pub fn redact_credentials(record: &RawValue) -> Redacted {
             kept.push((key, Value::Raw(value)));
             continue;
         }
+        // The usual `login` is flat (a handful of strings): filtered as raw entries. One that
+        // nests anything is rebuilt, cleaned at every depth.
+        let flat = serde_json::from_str::<Entries<'_>>(value.get())
+            .ok()
+            .filter(|Entries(fields)| fields.iter().all(|(_, v)| !v.get().starts_with(['{', '['])));
+        if let Some(Entries(fields)) = flat {
+            let before = fields.len();
+            let fields: Vec<_> = fields
+                .into_iter()
+                .filter(|(k, _)| !is_credential(k))
+                .collect();
+            if fields.len() == before {
+                kept.push((key, Value::Raw(value)));
+            } else {
+                changed = true;
+                kept.push((key, Value::Flat(fields)));
+            }
+            continue;
+        }
         match serde_json::from_str::<serde_json::Value>(value.get()) {
             Ok(serde_json::Value::Object(mut login)) => {
                 changed |= remove_credentials(&mut login);
@@ -142,7 +161,7 @@ fn remove_credentials_in(value: &mut serde_json::Value) -> bool {
     }
 }
 
-fn withhold(kept: Vec<(String, Value<'_>)>, reason: String) -> Redacted {
+fn withhold(kept: Vec<(Key<'_>, Value<'_>)>, reason: String) -> Redacted {
     Redacted::Withheld {
         record: write_object(Some(&reason), &kept),
         reason,
@@ -153,14 +172,16 @@ fn withhold(kept: Vec<(String, Value<'_>)>, reason: String) -> Redacted {
 enum Value<'a> {
     /// Exactly as the API sent it.
     Raw(&'a RawValue),
-    /// A `login` object with its credentials removed.
+    /// A flat `login` object's remaining fields, values as sent.
+    Flat(Vec<(Key<'a>, &'a RawValue)>),
+    /// A nested `login` object with its credentials removed at every depth.
     Login(serde_json::Map<String, serde_json::Value>),
     /// Replaced by [`WITHHELD_VALUE`].
     Withheld,
 }
 
 /// Writes the object back, keys re-escaped by serde_json, the withheld marker first if any.
-fn write_object(withheld: Option<&str>, entries: &[(String, Value<'_>)]) -> String {
+fn write_object(withheld: Option<&str>, entries: &[(Key<'_>, Value<'_>)]) -> String {
     let quote = |s: &str| serde_json::to_string(s).expect("a string serialises");
     let mut parts = Vec::with_capacity(entries.len() + 1);
     if let Some(reason) = withheld {
@@ -169,6 +190,13 @@ fn write_object(withheld: Option<&str>, entries: &[(String, Value<'_>)]) -> Stri
     for (key, value) in entries {
         let value = match value {
             Value::Raw(raw) => raw.get().to_owned(),
+            Value::Flat(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", quote(k), v.get()))
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            }
             Value::Login(login) => serde_json::to_string(login).expect("a JSON map serialises"),
             Value::Withheld => WITHHELD_VALUE.to_owned(),
         };
@@ -177,9 +205,36 @@ fn write_object(withheld: Option<&str>, entries: &[(String, Value<'_>)]) -> Stri
     format!("{{{}}}", parts.join(","))
 }
 
+/// A key, unescaped: borrowed from the record when it has no escapes (the usual case), owned
+/// when unescaping changed it.
+type Key<'a> = std::borrow::Cow<'a, str>;
+
 /// A JSON object's entries in order, duplicates included, keys unescaped, values as raw text.
 /// (A map type would keep one copy of a duplicated key and hide the other.)
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
+struct Entries<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+/// Deserializes a key without copying it unless it had escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(Key::Borrowed(key))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(Key::Owned(key.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
 
 impl<'de> Deserialize<'de> for Entries<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -191,8 +246,8 @@ impl<'de> Deserialize<'de> for Entries<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    entries.push(entry);
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    entries.push((key, map.next_value::<&'de RawValue>()?));
                 }
                 Ok(Entries(entries))
             }
