@@ -37,7 +37,11 @@ pub struct Config {
     pub randomuser: ClientConfig,
     pub process: ProcessConfig,
     pub store: StoreConfig,
-    pub backup: BackupConfig,
+    /// Where raw records are kept.
+    pub log: LogConfig,
+    /// The old name of `[log]`, still read (with a warning) so existing files keep working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<LogConfig>,
     /// Pool and TLS settings for every PostgreSQL connection.
     pub postgres: PostgresOptions,
     /// Keyspace, replication, consistency, credentials and TLS for `[store] cassandra`.
@@ -61,7 +65,7 @@ pub struct StoreConfig {
 /// Where raw records are kept (the log); the embedded SQLite log under `data_dir` by default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct BackupConfig {
+pub struct LogConfig {
     /// `postgres://...`: the raw log in PostgreSQL.
     pub postgres: Option<String>,
 }
@@ -117,7 +121,8 @@ impl Default for Config {
             randomuser: ClientConfig::default(),
             process: ProcessConfig::default(),
             store: StoreConfig::default(),
-            backup: BackupConfig::default(),
+            log: LogConfig::default(),
+            backup: None,
             postgres: PostgresOptions::default(),
             cassandra: CassandraOptions::default(),
             kafka: KafkaOptions::default(),
@@ -168,16 +173,28 @@ impl Config {
             }
             None => {}
         }
-        // `USERSTREAM_INGEST__BATCH_SIZE=500` sets `ingest.batch_size`. `USERSTREAM_CONFIG` and
-        // `USERSTREAM_LOG` belong to the command line and the logger, not to this file's keys.
+        // `USERSTREAM_INGEST__BATCH_SIZE=500` sets `ingest.batch_size`. `USERSTREAM_CONFIG`,
+        // `USERSTREAM_LOG` and `USERSTREAM_LOG_FORMAT` belong to the command line and the logger,
+        // not to this file's keys (`USERSTREAM_LOG__POSTGRES` is `[log] postgres`).
         let env = Env::prefixed("USERSTREAM_")
             .split("__")
-            .ignore(&["config", "log"]);
+            .ignore(&["config", "log", "log_format"]);
         let config: Config = figment
             .merge(env)
             .extract()
             .map_err(|err| anyhow::anyhow!("invalid configuration: {}", describe(err)))?;
         let mut config = config;
+        if let Some(old) = config.backup.take() {
+            if config.log.postgres.is_some() {
+                bail!(
+                    "both [log] and [backup] (its old name) are set; keep [log] (USERSTREAM_LOG__POSTGRES)"
+                );
+            }
+            tracing::warn!(
+                "[backup] is now called [log] (USERSTREAM_BACKUP__* is USERSTREAM_LOG__*); the old name still works for now"
+            );
+            config.log = old;
+        }
         config.apply_registry();
         Ok(config)
     }
@@ -222,7 +239,7 @@ impl Config {
         }
         for (key, url) in [
             ("store.postgres", &self.store.postgres),
-            ("backup.postgres", &self.backup.postgres),
+            ("log.postgres", &self.log.postgres),
         ] {
             if let Some(url) = url {
                 url.parse::<tokio_postgres::Config>().map_err(|e| {

@@ -60,11 +60,11 @@ impl Config {
     }
 }
 
-/// Opens the configured raw log: PostgreSQL if `[backup] postgres` is set, else SQLite under
+/// Opens the configured raw log: PostgreSQL if `[log] postgres` is set, else SQLite under
 /// `data_dir`. Each call is a new connection (ingest writes with one, the processor reads with
 /// another).
 pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
-    match &config.backup.postgres {
+    match &config.log.postgres {
         Some(url) => Ok(AnyLog::Postgres(Box::new(
             PostgresLog::open(url, &config.postgres).with_context(|| {
                 format!(
@@ -85,7 +85,7 @@ pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
 
 /// Takes the log's ingest lock ([`WriterLock`]): the data directory's, or the PostgreSQL log's.
 pub fn lock_ingest(config: &Config) -> anyhow::Result<WriterLock> {
-    if let Some(url) = &config.backup.postgres {
+    if let Some(url) = &config.log.postgres {
         return Ok(WriterLock::acquire_postgres(url, &config.postgres)?);
     }
     config.ensure_data_dir()?;
@@ -126,7 +126,7 @@ pub fn describe_backends(config: &Config) -> (String, String) {
         Some(nodes) => format!("cassandra://{nodes}/{}", config.cassandra.keyspace),
         None => describe(&config.store.postgres, config.store_path()),
     };
-    (describe(&config.backup.postgres, config.log_path()), store)
+    (describe(&config.log.postgres, config.log_path()), store)
 }
 
 /// Runs ingest and processing until `cancel` fires or `ingest.max_users` is reached, then lets

@@ -421,13 +421,16 @@ fn audit_balances_and_names_what_is_missing_or_extra() {
 #[test]
 fn log_lines_are_plain_in_a_pipe_and_json_on_request() {
     let dir = tempfile::tempdir().unwrap();
+    // The format through its environment variable, which the configuration must not mistake
+    // for one of its own keys.
     let ingest = |format: &str| {
         Command::new(env!("CARGO_BIN_EXE_userstream"))
             .current_dir(dir.path())
             .env_remove("USERSTREAM_CONFIG")
             .env_remove("USERSTREAM_LOG")
             .env_remove("RUST_LOG")
-            .args(["--data-dir", "data", "--log-format", format])
+            .env("USERSTREAM_LOG_FORMAT", format)
+            .args(["--data-dir", "data"])
             .args(["ingest", "--once", "--batch-size", "10"])
             .output()
             .unwrap()

@@ -37,7 +37,7 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
 
     let pg_dir = tempfile::tempdir().unwrap();
     let mut remote = config(pg_dir.path(), users);
-    remote.backup.postgres = Some(pg.database("backup"));
+    remote.log.postgres = Some(pg.database("backup"));
     remote.store.postgres = Some(pg.database("store"));
     remote.validate().unwrap();
     let summary = run_pipeline(&remote, CancellationToken::new(), false)
@@ -195,7 +195,7 @@ fn sigkill_with_postgres_log_and_store_then_restart_gives_the_same_result() {
 
     let env = [
         ("USERSTREAM_STORE__POSTGRES", pg.database("crash_store")),
-        ("USERSTREAM_BACKUP__POSTGRES", pg.database("crash_log")),
+        ("USERSTREAM_LOG__POSTGRES", pg.database("crash_log")),
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_run(dir.path(), &env, users);
@@ -211,7 +211,7 @@ fn sigkill_with_postgres_log_and_store_then_restart_gives_the_same_result() {
     };
     let want = open_store(&config).unwrap();
     config.store.postgres = Some(env[0].1.clone());
-    config.backup.postgres = Some(env[1].1.clone());
+    config.log.postgres = Some(env[1].1.clone());
     let got = open_store(&config).unwrap();
     assert_eq!(got.count().unwrap(), users);
     for row in want.latest(users as usize).unwrap() {

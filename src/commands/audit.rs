@@ -11,7 +11,7 @@ use crate::sink::AnyStore;
 use anyhow::bail;
 
 pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
-    if config.backup.postgres.is_none() && !config.log_path().is_file() {
+    if config.log.postgres.is_none() && !config.log_path().is_file() {
         bail!(
             "no raw log at {}: audit compares the log with the store; pass the --data-dir of the run",
             config.log_path().display()

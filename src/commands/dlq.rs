@@ -83,7 +83,7 @@ fn redrive_store(
     store: &mut AnyStore,
     options: &RedriveOptions,
 ) -> anyhow::Result<Vec<RedriveOutcome>> {
-    let mut log = if config.backup.postgres.is_some() || config.log_path().is_file() {
+    let mut log = if config.log.postgres.is_some() || config.log_path().is_file() {
         Some(crate::pipeline::open_log(config)?)
     } else {
         None

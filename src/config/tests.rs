@@ -143,3 +143,21 @@ fn the_registry_is_embedded_unless_a_url_is_given() {
     bad.registry.url = Some("not a url".into());
     assert!(format!("{:#}", bad.validate().unwrap_err()).contains("registry.url"));
 }
+
+#[test]
+fn the_log_section_is_read_under_its_old_name_too() {
+    let url = "postgres://u@db/log";
+    let config = load_toml(&format!("[log]\npostgres = \"{url}\"\n")).unwrap();
+    assert_eq!(config.log.postgres.as_deref(), Some(url));
+    let old = load_toml(&format!("[backup]\npostgres = \"{url}\"\n")).unwrap();
+    assert_eq!(old.log.postgres.as_deref(), Some(url));
+    assert!(old.backup.is_none());
+    let both = load_toml(&format!(
+        "[log]\npostgres = \"{url}\"\n[backup]\npostgres = \"{url}\"\n"
+    ));
+    assert!(
+        both.unwrap_err()
+            .to_string()
+            .contains("both [log] and [backup]")
+    );
+}

@@ -1,4 +1,4 @@
-//! The raw log in PostgreSQL (`[backup] postgres = ...`): the same contract as the SQLite log,
+//! The raw log in PostgreSQL (`[log] postgres = ...`): the same contract as the SQLite log,
 //! for deployments where raw records must live in a shared, backed-up database.
 //!
 //! Ordering: a `BIGSERIAL` alone is not enough, since two concurrent appenders can commit their
