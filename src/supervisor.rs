@@ -41,15 +41,6 @@ impl Supervisor {
         self.names.insert(handle.id(), name.into());
     }
 
-    /// How many tasks are still running.
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
     /// Waits for the next task to end; pending forever when there is none, so it can sit in a
     /// `select!` beside work that ends by itself.
     pub async fn next(&mut self) -> Ended {

@@ -5,10 +5,10 @@
 mod support;
 
 use support::kafka::{
-    broker_killed_mid_run, exact_counts_and_poison, own_cluster, published,
+    broker_killed_mid_run, exact_counts_and_poison, exit_status, own_cluster, published,
     python_client_reads_and_writes_our_topic, redrive_after_the_schema_is_registered,
-    registry_outage_dead_letters_nothing, shared_cluster,
-    the_relay_validates_as_the_processor_does, three_processors_one_killed,
+    registry_outage_dead_letters_nothing, run_env, shared_cluster,
+    the_relay_validates_as_the_processor_does, three_processors_one_killed, userstream,
 };
 use userstream::bus::kafka::KafkaOptions;
 
@@ -42,29 +42,14 @@ async fn one_of_three_brokers_killed_with_acks_all_and_min_isr_2_loses_nothing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_creates_its_topics_and_uses_its_embedded_registry() {
     let cluster = shared_cluster().await;
-    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let brokers = cluster.bootstrap_servers();
-    let status = tokio::task::spawn_blocking({
-        let data = dir.path().to_path_buf();
-        let brokers = brokers.clone();
-        move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
-                .args(["-q", "--data-dir"])
-                .arg(&data)
-                .args(["run", "--batch-size", "500", "--interval", "0s"])
-                .args(["--max-users", "3000"])
-                .env("USERSTREAM_KAFKA__BROKERS", brokers)
-                .env("USERSTREAM_KAFKA__TOPIC", "users_created.run")
-                .env("USERSTREAM_KAFKA__DLQ_TOPIC", "users_created.run.dlq")
-                .env("USERSTREAM_KAFKA__GROUP_ID", "run-group")
-                .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
-                .status()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let mut run = userstream(dir.path(), &run_env(cluster, "run"));
+    run.args(["run", "--batch-size", "500", "--interval", "0s"])
+        .args(["--max-users", "3000"]);
+    let status = tokio::task::spawn_blocking(move || run.status().unwrap())
+        .await
+        .unwrap();
     assert!(status.success());
     assert_eq!(
         support::count(&dir.path().join("store.db"), "created_users"),
@@ -92,38 +77,18 @@ async fn run_creates_its_topics_and_uses_its_embedded_registry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_at_a_steady_rate_ends_once_max_users_are_stored() {
     let cluster = shared_cluster().await;
-    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
-        .args(["-q", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "run",
-            "--batch-size",
-            "100",
-            "--rate",
-            "500",
-            "--max-users",
-            "1000",
-        ])
-        .env("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers())
-        .env("USERSTREAM_KAFKA__TOPIC", "users_created.steady")
-        .env("USERSTREAM_KAFKA__DLQ_TOPIC", "users_created.steady.dlq")
-        .env("USERSTREAM_KAFKA__GROUP_ID", "steady-group")
-        .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
+    let mut child = userstream(dir.path(), &run_env(cluster, "steady"))
+        .args(["run", "--batch-size", "100", "--rate", "500"])
+        .args(["--max-users", "1000"])
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("run did not end within 120 s of starting a 2 s ingest");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let status = exit_status(
+        &mut child,
+        std::time::Duration::from_secs(120),
+        "run did not end within 120 s of starting a 2 s ingest",
+    )
+    .await;
     assert!(status.success());
     assert_eq!(
         support::count(&dir.path().join("store.db"), "created_users"),
@@ -147,20 +112,9 @@ async fn a_duplicated_login_is_dead_lettered_on_the_kafka_path_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_processor_ends_run_with_an_error_naming_it() {
     let cluster = shared_cluster().await;
-    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
-        .args(["-q", "--data-dir"])
-        .arg(dir.path())
+    let mut child = userstream(dir.path(), &run_env(cluster, "supervised"))
         .args(["run", "--batch-size", "100", "--rate", "500"])
-        .env("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers())
-        .env("USERSTREAM_KAFKA__TOPIC", "users_created.supervised")
-        .env(
-            "USERSTREAM_KAFKA__DLQ_TOPIC",
-            "users_created.supervised.dlq",
-        )
-        .env("USERSTREAM_KAFKA__GROUP_ID", "supervised-group")
-        .env("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
         .env("USERSTREAM_PROCESS__COMMIT_ATTEMPTS", "1")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -176,17 +130,12 @@ async fn a_failed_processor_ends_run_with_an_error_naming_it() {
         .unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("run went on for 180 s with its only processor failed");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let status = exit_status(
+        &mut child,
+        std::time::Duration::from_secs(180),
+        "run went on for 180 s with its only processor failed",
+    )
+    .await;
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());
@@ -205,23 +154,10 @@ async fn dlq_redrive_stores_a_message_once_its_schema_is_registered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_drains_a_kafka_run_and_audit_balances_it() {
     let cluster = shared_cluster().await;
-    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers()),
-        ("USERSTREAM_KAFKA__TOPIC", "users_created.ctrlc".to_owned()),
-        (
-            "USERSTREAM_KAFKA__DLQ_TOPIC",
-            "users_created.ctrlc.dlq".to_owned(),
-        ),
-        ("USERSTREAM_KAFKA__GROUP_ID", "ctrlc-group".to_owned()),
-        ("USERSTREAM_REGISTRY__LISTEN", format!("127.0.0.1:{port}")),
-    ];
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
-        .args(["-q", "--data-dir"])
-        .arg(dir.path())
+    let env = run_env(cluster, "ctrlc");
+    let mut child = userstream(dir.path(), &env)
         .args(["run", "--batch-size", "50", "--rate", "200"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .unwrap();
     let store = dir.path().join("store.db");
@@ -234,26 +170,18 @@ async fn ctrl_c_drains_a_kafka_run_and_audit_balances_it() {
         .status()
         .unwrap();
     assert!(interrupted.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("run still going 120 s after one Ctrl-C");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let status = exit_status(
+        &mut child,
+        std::time::Duration::from_secs(120),
+        "run still going 120 s after one Ctrl-C",
+    )
+    .await;
     assert!(status.success(), "{status}");
     let (records, _) = support::log_uuids(dir.path());
     assert_eq!(support::count(&store, "created_users"), records as u64);
 
-    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
-        .args(["-q", "--data-dir"])
-        .arg(dir.path())
+    let audit = userstream(dir.path(), &env)
         .args(["audit", "-f", "json"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     assert!(

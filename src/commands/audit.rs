@@ -3,11 +3,10 @@
 use super::output::print_table;
 use super::query::open_store;
 use crate::audit::{AuditReport, audit};
-use crate::bus::kafka::Relay;
+use crate::bus::kafka::relay::checkpoint_name;
 use crate::cli::{AuditArgs, OutputFormat};
 use crate::config::Config;
-use crate::log::{AnyLog, RawLog};
-use crate::sink::AnyStore;
+use crate::log::RawLog;
 use anyhow::bail;
 
 pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
@@ -22,7 +21,7 @@ pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
     let relayed = match &config.kafka.brokers {
         Some(_) => {
             let topic = &config.kafka.topic;
-            let checkpoint = log.checkpoint(&Relay::<AnyLog, AnyStore>::checkpoint_name(topic))?;
+            let checkpoint = log.checkpoint(&checkpoint_name(topic))?;
             let end = crate::bus::kafka::topics::end_offsets(&config.kafka, topic)?
                 + crate::bus::kafka::topics::end_offsets(&config.kafka, &config.kafka.dlq_topic)?;
             Some((topic.clone(), checkpoint, end))

@@ -48,8 +48,6 @@ pub struct IngestStats {
     pub records: AtomicU64,
     pub empty_pages: AtomicU64,
     pub failed_pages: AtomicU64,
-    /// Records whose credentials could not be removed, appended only to be dead-lettered.
-    pub withheld: AtomicU64,
 }
 
 /// Which pages to fetch.
@@ -191,7 +189,6 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
                         // The reason names keys, never values; the record goes on to be
                         // dead-lettered with it.
                         tracing::warn!(page = self.cursor.next_page, %reason, "withheld a record");
-                        self.stats.withheld.fetch_add(1, Relaxed);
                         record
                     }
                 })

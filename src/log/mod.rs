@@ -100,12 +100,21 @@ pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// How long until a charge made at `oldest` (µs) leaves a `window` that ends `now` (µs).
-pub(crate) fn until_expiry(
-    oldest: i64,
+/// The budget rule, the same for every log backend: with `spent` users charged in the window
+/// (the oldest charge at `oldest`, µs), `users` more fit if they stay within `limit` or nothing is
+/// charged yet (`None`: charge them); else how long until the oldest charge leaves the window.
+pub(crate) fn budget_wait(
+    spent: i64,
+    oldest: Option<i64>,
+    users: u32,
+    limit: u32,
     now: i64,
     window: std::time::Duration,
-) -> std::time::Duration {
+) -> Option<std::time::Duration> {
+    let oldest = oldest?;
+    if spent + i64::from(users) <= i64::from(limit) {
+        return None;
+    }
     let left = oldest + window.as_micros() as i64 - now;
-    std::time::Duration::from_micros(left.max(1) as u64)
+    Some(std::time::Duration::from_micros(left.max(1) as u64))
 }

@@ -233,20 +233,15 @@ impl RawLog for PostgresLog {
                 .await
                 .map_err(PgError::op("read budget"))?;
             let (spent, oldest): (i64, Option<i64>) = (row.get(0), row.get(1));
-            let wait = match oldest {
-                Some(oldest) if spent + i64::from(users) > i64::from(limit) => {
-                    Some(super::until_expiry(oldest, now, window))
-                }
-                _ => {
-                    tx.execute(
-                        "INSERT INTO api_budget (key, spent_at, users) VALUES ($1, $2, $3)",
-                        &[&key, &now, &(users as i32)],
-                    )
-                    .await
-                    .map_err(PgError::op("charge budget"))?;
-                    None
-                }
-            };
+            let wait = super::budget_wait(spent, oldest, users, limit, now, window);
+            if wait.is_none() {
+                tx.execute(
+                    "INSERT INTO api_budget (key, spent_at, users) VALUES ($1, $2, $3)",
+                    &[&key, &now, &(users as i32)],
+                )
+                .await
+                .map_err(PgError::op("charge budget"))?;
+            }
             tx.commit()
                 .await
                 .map_err(PgError::op("commit budget charge"))?;

@@ -210,19 +210,14 @@ impl RawLog for SqliteLog {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(sql("read budget"))?;
-        let wait = match oldest {
-            Some(oldest) if spent + i64::from(users) > i64::from(limit) => {
-                Some(super::until_expiry(oldest, now, window))
-            }
-            _ => {
-                tx.execute(
-                    "INSERT INTO api_budget (key, spent_at, users) VALUES (?1, ?2, ?3)",
-                    params![key, now, users],
-                )
-                .map_err(sql("charge budget"))?;
-                None
-            }
-        };
+        let wait = super::budget_wait(spent, oldest, users, limit, now, window);
+        if wait.is_none() {
+            tx.execute(
+                "INSERT INTO api_budget (key, spent_at, users) VALUES (?1, ?2, ?3)",
+                params![key, now, users],
+            )
+            .map_err(sql("charge budget"))?;
+        }
         tx.commit().map_err(sql("commit budget charge"))?;
         Ok(wait)
     }

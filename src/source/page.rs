@@ -34,7 +34,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, FetchError> {
 /// What is wrong with a body, and where, without a byte of its content: the body may hold
 /// credentials, and error messages end up in log lines. (serde_json's own message can quote a
 /// value: `invalid type: string "..."`.)
-pub fn describe_json_error(err: &serde_json::Error, len: usize) -> String {
+fn describe_json_error(err: &serde_json::Error, len: usize) -> String {
     let what = match err.classify() {
         serde_json::error::Category::Eof => "truncated JSON",
         serde_json::error::Category::Syntax => "not JSON",

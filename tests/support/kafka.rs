@@ -209,28 +209,41 @@ pub fn spawn_relay(mut relay: Relay<SqliteLog, SqliteStore>) -> tokio::task::Joi
 /// The relay's checkpoint in `dir/log.db`: how far the log is acknowledged by the brokers.
 pub fn relay_checkpoint(dir: &Path, topic: &str) -> u64 {
     SqliteLog::open(&dir.join("log.db"))
-        .and_then(|mut log| {
-            log.checkpoint(&Relay::<SqliteLog, SqliteStore>::checkpoint_name(topic))
-        })
+        .and_then(|mut log| log.checkpoint(&userstream::bus::kafka::relay::checkpoint_name(topic)))
         .unwrap_or(0)
 }
 
-/// Messages on `topic` (the sum of its partitions' end offsets).
+/// Messages on `topic` (the sum of its partitions' end offsets), as `audit` counts them.
 pub fn published(options: &KafkaOptions, topic: &str) -> i64 {
-    let consumer: BaseConsumer = options.client_config(&[]).create().unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
+    userstream::bus::kafka::topics::end_offsets(options, topic).unwrap() as i64
+}
+
+/// The first message on the dead-letter topic, read from the start: its payload and headers.
+pub async fn first_dead_letter(options: &KafkaOptions) -> (Vec<u8>, BTreeMap<String, String>) {
+    let dlq: StreamConsumer = options
+        .consumer_config(&[
+            ("group.id", "dlq-reader"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .create()
         .unwrap();
-    metadata.topics()[0]
-        .partitions()
+    dlq.subscribe(&[&options.dlq_topic]).unwrap();
+    let letter = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let headers = letter
+        .headers()
+        .unwrap()
         .iter()
-        .map(|p| {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
-                .unwrap();
-            high - low
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8_lossy(h.value.unwrap()).into_owned(),
+            )
         })
-        .sum()
+        .collect();
+    (letter.payload().unwrap().to_vec(), headers)
 }
 
 /// End to end with exact counts and normal batching: 10,000 users relayed in batches of 2,000,
@@ -273,30 +286,8 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
     assert_eq!(super::store_ids(dir.path()), logged);
     assert_eq!(published(&options, &options.topic), users as i64 + 1);
 
-    let dlq: StreamConsumer = options
-        .consumer_config(&[
-            ("group.id", "dlq-reader"),
-            ("auto.offset.reset", "earliest"),
-        ])
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&options.dlq_topic]).unwrap();
-    let letter = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(letter.payload().unwrap(), b"{\"not\": \"avro\"}");
-    let headers: BTreeMap<String, String> = letter
-        .headers()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h.key.to_owned(),
-                String::from_utf8_lossy(h.value.unwrap()).into_owned(),
-            )
-        })
-        .collect();
+    let (payload, headers) = first_dead_letter(&options).await;
+    assert_eq!(payload, b"{\"not\": \"avro\"}");
     assert!(headers["error"].contains("magic byte 123"), "{headers:?}");
     assert!(
         headers["source.log_id"].starts_with(&format!("kafka:{}:", options.topic)),
@@ -548,25 +539,7 @@ pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, n
     assert_eq!(published(&options, &options.topic), 2);
     assert_eq!(published(&options, &options.dlq_topic), 1);
 
-    let dlq: StreamConsumer = options
-        .consumer_config(&[
-            ("group.id", "dlq-reader"),
-            ("auto.offset.reset", "earliest"),
-        ])
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&options.dlq_topic]).unwrap();
-    let letter = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let error = letter
-        .headers()
-        .unwrap()
-        .iter()
-        .find(|h| h.key == "error")
-        .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
-        .unwrap();
+    let error = first_dead_letter(&options).await.1["error"].clone();
     assert_eq!(error, embedded.to_string());
     assert!(error.contains("duplicate field `login`"), "{error}");
     let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
@@ -626,12 +599,12 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
         .unwrap();
     assert_eq!(id, 2);
 
-    let command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
-        .args(["-q", "--data-dir"])
-        .arg(dir.path())
+    let env = [
+        ("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers()),
+        ("USERSTREAM_REGISTRY__URL", options.registry_url.clone()),
+    ];
+    let command = userstream(dir.path(), &env)
         .args(["dlq", "redrive"])
-        .env("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers())
-        .env("USERSTREAM_REGISTRY__URL", &options.registry_url)
         .output();
     let out = command.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -649,4 +622,51 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
             .parse()
             .unwrap();
     assert!(watch.get(late_id).unwrap().is_some());
+}
+
+/// The environment of a `userstream` command on the Kafka path of `cluster`: topics and group
+/// named after `name`, the embedded registry on a free port.
+pub fn run_env(cluster: &KafkaCluster, name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers()),
+        ("USERSTREAM_KAFKA__TOPIC", format!("users_created.{name}")),
+        (
+            "USERSTREAM_KAFKA__DLQ_TOPIC",
+            format!("users_created.{name}.dlq"),
+        ),
+        ("USERSTREAM_KAFKA__GROUP_ID", format!("{name}-group")),
+        (
+            "USERSTREAM_REGISTRY__LISTEN",
+            format!("127.0.0.1:{}", super::free_port()),
+        ),
+    ]
+}
+
+/// `userstream -q --data-dir DIR` with `env`; the caller adds the command.
+pub fn userstream(dir: &Path, env: &[(&'static str, String)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"));
+    command
+        .args(["-q", "--data-dir"])
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// Waits for `child` to exit; past `limit` it is killed and the test fails, saying `what`.
+pub async fn exit_status(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

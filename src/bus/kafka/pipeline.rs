@@ -10,6 +10,7 @@ use crate::pipeline::{RunSummary, build_source, lock_ingest, open_log, open_stor
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
 use crate::supervisor::{Ended, Supervisor, stopped_early};
+use crate::telemetry::ProcessedCounts;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -122,12 +123,13 @@ pub async fn run_kafka_pipeline(
         published = published.load(Relaxed),
         "relay and consumers drained"
     );
+    let processed = stats.processed();
     Ok(RunSummary {
         ingest: ingest.context("ingesting")?,
         process: ProcessSummary {
-            records: stats.iter().map(|s| s.messages.load(Relaxed)).sum(),
-            rows: stats.iter().map(|s| s.rows.load(Relaxed)).sum(),
-            dead_letters: stats.iter().map(|s| s.dead_letters.load(Relaxed)).sum(),
+            records: processed.records,
+            rows: processed.rows,
+            dead_letters: processed.dead_letters,
             position: 0,
             latency_micros: merged_latency(&stats),
         },

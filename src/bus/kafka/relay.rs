@@ -26,6 +26,13 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// Header carrying the record's fetch time (Unix microseconds).
 pub const FETCHED_AT_HEADER: &str = "userstream.fetched_at_us";
 
+/// The raw log checkpoint that marks how far `topic` has been relayed (acknowledged by the
+/// broker, or dead-lettered). A free function: readers of the checkpoint (`audit`, tests) have
+/// no relay to ask.
+pub fn checkpoint_name(topic: &str) -> String {
+    format!("kafka-relay:{topic}")
+}
+
 pub struct Relay<L, S> {
     log: L,
     /// Where records the relay refuses are kept as dead letters (the run's store).
@@ -50,16 +57,11 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
             log,
             store,
             producer,
-            checkpoint: Self::checkpoint_name(&options.topic),
+            checkpoint: checkpoint_name(&options.topic),
             options: options.clone(),
             schema_id,
             position: 0,
         })
-    }
-
-    /// The raw log checkpoint that marks how far `topic` has been acknowledged by the broker.
-    pub fn checkpoint_name(topic: &str) -> String {
-        format!("kafka-relay:{topic}")
     }
 
     /// The last log sequence number the broker acknowledged (as of the last batch).

@@ -46,10 +46,10 @@ impl WindowBudget {
         }
     }
 
-    /// Keeps the spend in `log` under `key`, shared with every process using that log.
-    pub fn shared(mut self, log: Box<dyn RawLog>, key: String) -> Self {
+    /// From now on keeps the spend in `log` under `key`, shared with every process using that
+    /// log.
+    pub fn share(&mut self, log: Box<dyn RawLog>, key: String) {
         self.ledger = Some((std::sync::Mutex::new(log), key));
-        self
     }
 
     /// Waits until `users` more fit in the window, then charges them. A request larger than the
@@ -115,7 +115,8 @@ mod tests {
         let path = dir.path().join("log.db");
         let open = || Box::new(crate::log::SqliteLog::open(&path).unwrap()) as Box<dyn RawLog>;
         let window = Duration::from_secs(300);
-        let mut first = WindowBudget::new(1000, window).shared(open(), "randomuser.me".into());
+        let mut first = WindowBudget::new(1000, window);
+        first.share(open(), "randomuser.me".into());
         first.acquire(600).await.unwrap();
         // Another process, or this one restarted: 600 more do not fit for about 5 minutes.
         let mut ledger = open();

@@ -56,13 +56,15 @@ impl ClientConfig {
     /// host, not by substring: `http://127.0.0.1/?randomuser.me` is not it, `api.randomuser.me`
     /// would be.
     pub fn is_public_api(&self) -> bool {
-        reqwest::Url::parse(&self.url)
-            .ok()
-            .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
-            .is_some_and(|host| {
-                let host = host.trim_end_matches('.');
-                host == "randomuser.me" || host.ends_with(".randomuser.me")
-            })
+        self.host()
+            .is_some_and(|host| host == "randomuser.me" || host.ends_with(".randomuser.me"))
+    }
+
+    /// The API's host, lower-cased and without a trailing dot: what the rate limit is per (and
+    /// the key of its shared budget).
+    pub fn host(&self) -> Option<String> {
+        let url = reqwest::Url::parse(&self.url).ok()?;
+        Some(url.host_str()?.trim_end_matches('.').to_ascii_lowercase())
     }
 
     /// Users per window the budget allows; 0 means no budget.

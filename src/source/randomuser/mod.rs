@@ -54,12 +54,11 @@ impl RandomUserClient {
     /// Keeps the API budget's spend in `log` (the raw log's database), shared by every process
     /// that uses it. Keyed by the API's host.
     pub fn with_shared_budget(mut self, log: Box<dyn crate::log::RawLog>) -> Self {
-        let host = reqwest::Url::parse(&self.config.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        let host = self
+            .config
+            .host()
             .unwrap_or_else(|| self.config.url.clone());
-        let budget = std::mem::replace(&mut self.budget, WindowBudget::new(0, Duration::ZERO));
-        self.budget = budget.shared(log, host);
+        self.budget.share(log, host);
         self
     }
 
