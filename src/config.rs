@@ -5,6 +5,7 @@
 //! from, never a silently ignored setting.
 
 use crate::bus::kafka::KafkaOptions;
+use crate::http::HttpConfig;
 use crate::postgres::PostgresOptions;
 use crate::registry::RegistryConfig;
 use crate::sink::cassandra::CassandraOptions;
@@ -50,6 +51,8 @@ pub struct Config {
     pub kafka: KafkaOptions,
     /// The Schema Registry of the Kafka path: our embedded one, or `url`.
     pub registry: RegistryConfig,
+    /// Where `run` and `process --follow` serve `/metrics` and the health endpoints.
+    pub http: HttpConfig,
 }
 
 /// Where rows go; the embedded SQLite store under `data_dir` unless a server is named.
@@ -127,6 +130,7 @@ impl Default for Config {
             cassandra: CassandraOptions::default(),
             kafka: KafkaOptions::default(),
             registry: RegistryConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -278,6 +282,7 @@ impl Config {
                 bail!("kafka.batch_size must be at least 1");
             }
         }
+        self.http.address()?;
         if self.postgres.pool_size == Some(0) {
             bail!("postgres.pool_size must be at least 1");
         }

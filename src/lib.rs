@@ -11,6 +11,8 @@
 //! * [`sink`]: stores rows, dead letters and the processor's read position in one transaction.
 //! * [`postgres`]: the pool, TLS and migrations the PostgreSQL log and store share.
 //! * [`pipeline`], [`bench`], [`commands`]: the wiring the CLI exposes.
+//! * [`http`]: the one HTTP server every served router mounts on; [`telemetry`]: log lines,
+//!   metrics (as named events) and progress.
 //!
 //! `docs/ARCHITECTURE.md` explains where each delivery guarantee is enforced.
 
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error_chain;
+pub mod http;
 pub mod ingest;
 pub mod log;
 pub mod model;

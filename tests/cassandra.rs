@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+
 use std::time::Duration;
 use support::cassandra::{Cassandra, SUPERUSER, Variant, session};
 use support::tcp_proxy::TcpProxy;
@@ -280,7 +280,7 @@ async fn sigkill_with_a_cassandra_store_then_restart_gives_the_same_result() {
     );
     let (path, address) = (dir.path().to_path_buf(), node.address());
     let run = move || {
-        Command::new(env!("CARGO_BIN_EXE_userstream"))
+        support::userstream_bin()
             .args(["-q", "--data-dir"])
             .arg(&path)
             .args(["run", "--seed", "cql", "--batch-size", "500"])

@@ -4,10 +4,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn userstream(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_userstream"))
+    support::userstream_bin()
         .current_dir(dir)
         .env_remove("USERSTREAM_CONFIG")
         .args(["-q", "--data-dir", "data"])
@@ -112,7 +112,7 @@ fn bad_configuration_is_named_with_its_source() {
         "config file missing.toml does not exist",
     );
     std::fs::remove_file(d.join("userstream.toml")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_userstream"))
+    let out = support::userstream_bin()
         .current_dir(d)
         .env("USERSTREAM_INGEST__BATCH_SIZE", "lots")
         .args(["run"])
@@ -196,7 +196,7 @@ fn ingest_process_query_and_dlq_work_together() {
 #[test]
 fn a_second_ingest_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_userstream"))
+    let mut first = support::userstream_bin()
         .current_dir(dir.path())
         .env_remove("USERSTREAM_CONFIG")
         .args(["-q", "--data-dir", "data", "run", "--rate", "50"])
@@ -424,7 +424,7 @@ fn log_lines_are_plain_in_a_pipe_and_json_on_request() {
     // The format through its environment variable, which the configuration must not mistake
     // for one of its own keys.
     let ingest = |format: &str| {
-        Command::new(env!("CARGO_BIN_EXE_userstream"))
+        support::userstream_bin()
             .current_dir(dir.path())
             .env_remove("USERSTREAM_CONFIG")
             .env_remove("USERSTREAM_LOG")

@@ -11,7 +11,7 @@ use support::{count, log_uuids, store_rows};
 const USERS: u64 = 20_000;
 
 fn run(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_userstream"))
+    support::userstream_bin()
         .args(["-q", "--data-dir"])
         .arg(dir)
         .args([
@@ -76,7 +76,7 @@ fn sigkill_then_restart_gives_the_same_exact_result() {
 #[test]
 fn ctrl_c_drains_everything_ingested_before_exiting() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_userstream"))
+    let mut child = support::userstream_bin()
         .args(["-q", "--data-dir"])
         .arg(dir.path())
         .args(["run", "--batch-size", "200", "--rate", "2000"])

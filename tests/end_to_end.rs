@@ -21,7 +21,11 @@ const PAGE: u32 = 1_000;
 async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/1.4/", listener.local_addr().unwrap());
-    tokio::spawn(serve_api::serve(listener, std::future::pending()));
+    tokio::spawn(userstream::http::serve(
+        listener,
+        serve_api::router(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {

@@ -29,7 +29,7 @@ async fn run_killed_mid_relay_republishes_at_most_one_batch() {
         RELAY_BATCH,
     );
     let run = move |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"));
+        let mut command = support::userstream_bin();
         command
             .arg("-q")
             .arg("--config")

@@ -115,7 +115,7 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
 }
 
 fn spawn_run(data_dir: &Path, env: &[(&str, String)], users: u64) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_userstream"));
+    let mut command = support::userstream_bin();
     command
         .args(["-q", "--data-dir"])
         .arg(data_dir)
@@ -324,4 +324,24 @@ fn a_second_ingest_into_a_postgres_log_is_refused() {
     );
     drop(first);
     WriterLock::acquire_postgres(&url, &Default::default()).unwrap();
+}
+
+/// `/readyz`'s probes with PostgreSQL as the log and the store: ready while the server is up,
+/// not ready naming both while it is stopped, and ready again once it is back, on the same
+/// probe connections (pooled, so they reconnect by themselves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_log_and_the_store_while_postgres_is_down() {
+    let pg = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), 100);
+    config.log.postgres = Some(pg.database("ready_log"));
+    config.store.postgres = Some(pg.database("ready_store"));
+    let readiness = tokio::task::block_in_place(|| {
+        userstream::pipeline::endpoints::readiness(&config).unwrap()
+    });
+    assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
+    tokio::task::block_in_place(|| pg.stop_server());
+    assert_eq!(support::not_ready(&readiness).await, ["log", "store"]);
+    tokio::task::block_in_place(|| pg.start_server());
+    support::wait_until_ready(&readiness, "PostgreSQL came back").await;
 }

@@ -392,3 +392,28 @@ async fn registry_answers_are_told_apart() {
         );
     }
 }
+
+/// A registry that accepts the connection and never answers is unavailable (transient), once
+/// the client's call timeout passes: a consumer backs off and asks again rather than hanging on
+/// it or dead-lettering the message.
+#[tokio::test]
+async fn a_registry_that_hangs_is_unavailable_not_a_hang() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            open.push(socket); // held open, never answered
+        }
+    });
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        RegistryClient::new(&url).schema(7),
+    )
+    .await
+    .expect("the client's own timeout ends the call")
+    .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    held.abort();
+}

@@ -5,7 +5,11 @@ use userstream::source::serve_api;
 async fn server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve_api::serve(listener, std::future::pending()));
+    tokio::spawn(userstream::http::serve(
+        listener,
+        serve_api::router(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
     url
 }
 

@@ -89,11 +89,12 @@ fn redrive_store(
         None
     };
     let runtime = super::runtime()?;
-    let registry = config
-        .kafka
-        .brokers
-        .is_some()
-        .then(|| crate::registry::RegistryClient::new(&config.kafka.registry_url));
+    let registry = match config.kafka.brokers {
+        Some(_) => runtime
+            .block_on(registry_url(config))?
+            .map(|url| crate::registry::RegistryClient::new(&url)),
+        None => None,
+    };
     let retries = std::sync::atomic::AtomicU64::new(0);
     let mut decode = |payload: &[u8]| -> Result<Result<String, String>, String> {
         let registry = registry
@@ -106,6 +107,7 @@ fn redrive_store(
                 &retries,
                 std::time::Duration::ZERO,
             ))
+            .map(|decoded| decoded.map_err(|rejected| rejected.reason))
             .map_err(|e| e.to_string())
     };
     let decoder: crate::process::redrive::KafkaDecoder<'_> = match registry {
@@ -118,4 +120,27 @@ fn redrive_store(
         decoder,
         options,
     )
+}
+
+/// The registry to decode dead-lettered messages with. An external one (`[registry] url`) is
+/// asked over HTTP. The embedded one is only served while a `run` is up, so re-driving would
+/// depend on one running; instead its schemas are read from this data directory's
+/// `registry.db` (SQLite, safe to share with a running registry), served for this command alone
+/// on a loopback port, so the consumer's own decoding is used unchanged. `None` when there is no
+/// registry to ask: Kafka letters are then skipped, untouched.
+async fn registry_url(config: &Config) -> anyhow::Result<Option<String>> {
+    if !config.registry.serves() {
+        return Ok(Some(config.kafka.registry_url.clone()));
+    }
+    let path = config.data_dir.join("registry.db");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let schemas = std::sync::Arc::new(crate::registry::RegistryStore::open(&path)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(
+        async move { axum::serve(listener, crate::registry::server::router(schemas)).await },
+    );
+    Ok(Some(url))
 }

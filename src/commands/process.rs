@@ -6,6 +6,9 @@ use crate::config::Config;
 use crate::log::AppendSignal;
 use crate::pipeline::{open_log, open_store};
 use crate::process::Processor;
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     config.validate()?;
@@ -18,8 +21,11 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     let signal = AppendSignal::new();
     // Without --follow the processor drains the log once and stops; with it, until Ctrl-C.
     let rt = runtime()?;
+    let http_done = CancellationToken::new();
+    let mut server = None;
     if args.follow {
         let cancel = rt.block_on(async { shutdown_on_signal() });
+        server = rt.block_on(serve_while_following(&config, &cancel, &http_done))?;
         let closer = signal.clone();
         rt.spawn(async move {
             cancel.cancelled().await;
@@ -28,7 +34,12 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     } else {
         signal.close();
     }
-    let summary = processor.run(&signal)?;
+    let summary = processor.run(&signal);
+    http_done.cancel();
+    if let Some(server) = server {
+        rt.block_on(server).context("the HTTP server panicked")??;
+    }
+    let summary = summary?;
     tracing::info!(
         processed = summary.records,
         stored = summary.rows,
@@ -43,7 +54,6 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
 /// `--follow`.
 fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     use crate::bus::kafka::KafkaProcessor;
-    use tokio_util::sync::CancellationToken;
     let rt = runtime()?;
     rt.block_on(async {
         crate::bus::kafka::topics::ensure_topics(&config.kafka).await?;
@@ -52,10 +62,19 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         let stats = processor.stats();
         let cancel = shutdown_on_signal();
         let drain = CancellationToken::new();
-        if !args.follow {
+        let http_done = CancellationToken::new();
+        let server = if args.follow {
+            serve_while_following(&config, &cancel, &http_done).await?
+        } else {
             drain.cancel();
+            None
+        };
+        let result = processor.run_until(&cancel, &drain).await;
+        http_done.cancel();
+        if let Some(server) = server {
+            server.await.context("the HTTP server panicked")??;
         }
-        processor.run_until(&cancel, &drain).await?;
+        result?;
         tracing::info!(
             messages = stats.messages.load(std::sync::atomic::Ordering::Relaxed),
             stored = stats.rows.load(std::sync::atomic::Ordering::Relaxed),
@@ -66,4 +85,26 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// A following processor is a service: it serves `/metrics` and the health endpoints on
+/// `[http] listen` until it stops. A server that fails stops the processor (`cancel`), which
+/// then reports the server's error.
+async fn serve_while_following(
+    config: &Config,
+    cancel: &CancellationToken,
+    done: &CancellationToken,
+) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
+    let server =
+        crate::pipeline::endpoints::serve(config, axum::Router::new(), done.clone()).await?;
+    Ok(server.map(|server| {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let result = server.await;
+            if result.is_err() {
+                cancel.cancel();
+            }
+            result
+        })
+    }))
 }

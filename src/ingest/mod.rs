@@ -13,6 +13,7 @@ pub use schedule::{Schedule, ScheduleSummary, run_schedule};
 use crate::log::{AppendBatch, AppendSignal, IngestCursor, LogError, RawLog};
 use crate::model::redact::{Redacted, redact_credentials};
 use crate::source::{FetchError, FetchRequest, Source};
+use crate::telemetry::events::{Component, InternalEvent, LogEnd, RecordsReceived};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -204,7 +205,13 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
         self.cursor = next;
         self.stats.pages.fetch_add(1, Relaxed);
         self.stats.records.fetch_add(count, Relaxed);
+        RecordsReceived {
+            component: Component::Ingest,
+            count: count as usize,
+        }
+        .emit();
         if let Some(seq) = last {
+            LogEnd { last_seq: seq }.emit();
             self.signal.appended(seq);
         }
         Ok(count)

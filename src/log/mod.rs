@@ -111,8 +111,18 @@ pub(crate) fn budget_wait(
     now: i64,
     window: std::time::Duration,
 ) -> Option<std::time::Duration> {
+    // Both backends decide here, so the budget's gauge is told here too.
+    let fits = oldest.is_none() || spent + i64::from(users) <= i64::from(limit);
+    let after = if fits {
+        spent + i64::from(users)
+    } else {
+        spent
+    };
+    crate::telemetry::events::InternalEvent::emit(crate::telemetry::events::ApiBudgetRemaining {
+        users: (i64::from(limit) - after).max(0) as u64,
+    });
     let oldest = oldest?;
-    if spent + i64::from(users) <= i64::from(limit) {
+    if fits {
         return None;
     }
     let left = oldest + window.as_micros() as i64 - now;

@@ -9,10 +9,14 @@ use super::transform::transform;
 use crate::log::{AppendSignal, LogError, RawLog};
 use crate::model::row::fetch_timestamp;
 use crate::sink::{Commit, DeadLetter, Sink, SinkError};
+use crate::telemetry::events::{
+    Component, EndToEndLatency, InternalEvent, LogEnd, ReaderPosition, RecordsDeadLettered,
+    RecordsFailed, RecordsReceived, RecordsStored,
+};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -93,6 +97,12 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             return Err(ProcessError::PositionPastEnd { position, last });
         }
         self.stats.position.store(position, Relaxed);
+        LogEnd { last_seq: last }.emit();
+        ReaderPosition {
+            reader: Component::Processor,
+            position,
+        }
+        .emit();
         // 1 µs to 1 hour at 3 significant digits; anything slower is clamped, not lost.
         let mut latency =
             Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
@@ -113,22 +123,48 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             };
             rows.clear();
             dead.clear();
+            let mut first_dead_type = None;
             for record in &batch {
                 match transform(&record.record, fetch_timestamp(record.fetched_at_micros)) {
                     Ok(row) => rows.push(row),
-                    Err(invalid) => dead.push(DeadLetter {
-                        log_seq: record.seq,
-                        reason: invalid.to_string(),
-                        record: record.record.clone(),
-                    }),
+                    Err(invalid) => {
+                        first_dead_type.get_or_insert(invalid.error_type());
+                        dead.push(DeadLetter {
+                            log_seq: record.seq,
+                            reason: invalid.to_string(),
+                            record: record.record.clone(),
+                        });
+                    }
                 }
             }
+            RecordsReceived {
+                component: Component::Processor,
+                count: batch.len(),
+            }
+            .emit();
+            let started = Instant::now();
             self.commit_with_retry(&rows, &dead, &log_id, end)?;
+            RecordsStored {
+                component: Component::Processor,
+                count: rows.len(),
+                took: started.elapsed(),
+            }
+            .emit();
             let committed_at = chrono::Utc::now().timestamp_micros();
             for record in &batch {
                 let micros = (committed_at - record.fetched_at_micros).max(0) as u64;
                 latency.saturating_record(micros);
             }
+            emit_latency(
+                Component::Processor,
+                committed_at,
+                batch.iter().map(|r| r.fetched_at_micros),
+            );
+            ReaderPosition {
+                reader: Component::Processor,
+                position: end,
+            }
+            .emit();
             position = end;
             records += batch.len() as u64;
             rows_total += rows.len() as u64;
@@ -140,8 +176,14 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 .fetch_add(dead.len() as u64, Relaxed);
             self.stats.batches.fetch_add(1, Relaxed);
             self.stats.position.store(position, Relaxed);
-            if !dead.is_empty() {
-                tracing::warn!(count = dead.len(), first_reason = %dead[0].reason, "records dead-lettered");
+            if let (Some(first), Some(error_type)) = (dead.first(), first_dead_type) {
+                RecordsDeadLettered {
+                    component: Component::Processor,
+                    error_type,
+                    count: dead.len(),
+                    first_reason: &first.reason,
+                }
+                .emit();
             }
         }
         Ok(ProcessSummary {
@@ -181,7 +223,15 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 }
                 Err(error) => {
                     let delay = commit_backoff(attempt);
-                    tracing::warn!(%error, attempt, ?delay, "store commit failed, retrying");
+                    RecordsFailed {
+                        component: Component::Processor,
+                        error_type: "store_commit",
+                        count: rows.len() + dead.len(),
+                        attempt,
+                        retry_in: delay,
+                        error: &error,
+                    }
+                    .emit();
                     std::thread::sleep(delay);
                     attempt += 1;
                 }
@@ -195,4 +245,36 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
 /// `process.commit_attempts` (12) waits about 75 s in all.
 pub fn commit_backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(attempt.min(7)))
+}
+
+/// Emits the end-to-end latency of records committed at `committed_at` (µs), one sample per
+/// run of equal fetch times: a page's records share one, so a batch costs a few histogram
+/// updates rather than one per record.
+pub fn emit_latency(
+    component: Component,
+    committed_at: i64,
+    fetched_at: impl Iterator<Item = i64>,
+) {
+    let mut run: Option<(i64, usize)> = None;
+    let flush = |(at, count): (i64, usize)| {
+        EndToEndLatency {
+            component,
+            latency: Duration::from_micros((committed_at - at).max(0) as u64),
+            count,
+        }
+        .emit();
+    };
+    for at in fetched_at {
+        run = match run {
+            Some((same, n)) if same == at => Some((same, n + 1)),
+            Some(done) => {
+                flush(done);
+                Some((at, 1))
+            }
+            None => Some((at, 1)),
+        };
+    }
+    if let Some(done) = run {
+        flush(done);
+    }
 }

@@ -87,7 +87,11 @@ pub fn redrive<S: Sink + UserQuery>(
                     continue;
                 }
                 None => {
-                    outcomes.push(outcome(&letter, "skipped", "no schema registry configured"));
+                    outcomes.push(outcome(
+                        &letter,
+                        "skipped",
+                        "no schema registry: neither [registry] url nor this data directory's registry.db",
+                    ));
                     continue;
                 }
             }

@@ -35,6 +35,20 @@ pub enum Invalid {
     },
 }
 
+impl Invalid {
+    /// The kind of failure, as the `error_type` label of the dead-letter metrics.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Invalid::NotObject(_) => "not_object",
+            Invalid::NotJson(_) => "not_json",
+            Invalid::Withheld(_) => "credentials_withheld",
+            Invalid::Missing(_) => "missing_field",
+            Invalid::Empty(_) => "empty_field",
+            Invalid::Malformed { .. } => "malformed_field",
+        }
+    }
+}
+
 /// Validates `raw` (one API record, credentials already removed) and builds its row, stamped with
 /// `fetched_at` (the row's `timestamp`).
 pub fn transform(raw: &str, fetched_at: DateTime<Utc>) -> Result<UserRow, Invalid> {

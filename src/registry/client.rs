@@ -118,6 +118,13 @@ impl RegistryClient {
             })
     }
 
+    /// Whether the registry answers a cheap read (its subjects): the readiness probe.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.call(self.http.get(format!("{}/subjects", self.url)))
+            .await
+            .map(drop)
+    }
+
     /// The writer schema with this id, fetched once.
     pub async fn schema(&self, id: u32) -> Result<Arc<Schema>, ClientError> {
         if let Some(schema) = self.cache.lock().expect("cache lock").get(&id) {

@@ -37,6 +37,43 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// The kind of failure, as the `error_type` label of the API metrics.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            FetchError::RateLimited { .. } => "rate_limited",
+            FetchError::Server { .. } => "server_error",
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Transport(_) => "transport",
+            FetchError::Api(_) => "api_error",
+            FetchError::Malformed(_) => "malformed",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Rejected { .. } => "rejected",
+            FetchError::Budget(_) => "budget",
+            FetchError::GaveUp { .. } => "gave_up",
+        }
+    }
+
+    /// How the request that failed this way ended, for `userstream_api_requests_total`; `None`
+    /// for failures that sent no request (the budget) or summarise others.
+    pub fn api_status(&self) -> Option<crate::telemetry::events::ApiStatus> {
+        use crate::telemetry::events::ApiStatus;
+        Some(match self {
+            FetchError::RateLimited { .. } => ApiStatus::Code(429),
+            FetchError::Server { status } | FetchError::Rejected { status, .. } => {
+                ApiStatus::Code(*status)
+            }
+            FetchError::Timeout(_) => ApiStatus::Timeout,
+            FetchError::Transport(_) => ApiStatus::Transport,
+            // Answered, with a body that was not a page (often with status 200).
+            FetchError::Api(_) | FetchError::Malformed(_) | FetchError::TooLarge { .. } => {
+                ApiStatus::Code(200)
+            }
+            FetchError::Budget(_) | FetchError::GaveUp { .. } => return None,
+        })
+    }
+}
+
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
     retry_after.map_or_else(String::new, |d| format!(", retry after {d:?}"))
 }

@@ -23,12 +23,25 @@ pub fn parse_page(body: &[u8]) -> Result<Page, FetchError> {
     let parsed: Body = serde_json::from_slice(body)
         .map_err(|err| FetchError::Malformed(describe_json_error(&err, body.len())))?;
     if let Some(message) = parsed.error {
-        return Err(FetchError::Api(message));
+        return Err(FetchError::Api(api_error_text(&message)));
     }
     let records = parsed.results.ok_or_else(|| {
         FetchError::Malformed(format!("no \"results\" field in {} bytes", body.len()))
     })?;
     Ok(Page { records })
+}
+
+/// The most of an API's `error` text an error message (and so a log line) carries: enough to tell
+/// one outage from another, too little to carry a page of records from a hostile server.
+pub const API_ERROR_TEXT_CHARS: usize = 200;
+
+/// The API's own `error` text, capped at [`API_ERROR_TEXT_CHARS`] and with control characters
+/// dropped (they could forge log lines).
+pub fn api_error_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(API_ERROR_TEXT_CHARS)
+        .collect()
 }
 
 /// What is wrong with a body, and where, without a byte of its content: the body may hold
@@ -99,5 +112,19 @@ mod tests {
             assert!(!err.contains("hunter2"), "{err}");
             assert!(err.contains(&format!("{} bytes", body.len())), "{err}");
         }
+    }
+
+    #[test]
+    fn an_api_error_text_is_capped_and_cannot_forge_lines() {
+        let text = format!("down\n2026-01-01 INFO forged{}", "x".repeat(10_000));
+        let body = serde_json::json!({ "error": text }).to_string();
+        let FetchError::Api(message) = parse_page(body.as_bytes()).unwrap_err() else {
+            panic!("an API error");
+        };
+        assert_eq!(message.chars().count(), API_ERROR_TEXT_CHARS);
+        assert!(
+            message.starts_with("down2026-01-01 INFO forged"),
+            "{message}"
+        );
     }
 }

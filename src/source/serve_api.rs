@@ -12,8 +12,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use std::net::SocketAddr;
-use tokio::net::TcpListener;
 
 /// Query parameters of `GET /api/`. All are strings, as on the real API, so that bad values are
 /// handled the API's way rather than rejected by the extractor.
@@ -35,24 +33,6 @@ pub fn router() -> Router {
         .route("/api/", get(users))
         .route("/api/{version}", get(users))
         .route("/api/{version}/", get(users))
-}
-
-/// Binds `addr` and serves until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router())
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Binds `addr`, naming it in the error.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    use anyhow::Context;
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding serve-api to {addr}"))
 }
 
 async fn users(Query(params): Query<ApiParams>) -> Response {

@@ -301,6 +301,12 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
     assert_eq!(letters[0].reason, headers["error"]);
     assert_eq!(letters[0].record, "{\"not\": \"avro\"}");
     assert_eq!(letters[0].log_seq.to_string(), headers["source.log_seq"]);
+    // A consumer's progress is its committed offsets alone: no second position in the store,
+    // which nothing would read.
+    assert_eq!(
+        super::count(&dir.path().join("store.db"), "consumer_positions"),
+        0
+    );
 }
 
 /// A broker SIGKILLed while the relay publishes and a consumer group stores. With `restart`
@@ -318,15 +324,23 @@ pub async fn broker_killed_mid_run(cluster: Arc<KafkaCluster>, name: &str, resta
     let (run, _) = spawn_processor(dir.path(), &options, &cancel);
     let relay_task = spawn_relay(relay(dir.path(), &options).await);
     let checkpoint = || relay_checkpoint(dir.path(), &options.topic);
+    // `/readyz`'s probes for this configuration, connected while the broker is up.
+    let readiness = tokio::task::block_in_place(|| {
+        userstream::pipeline::endpoints::readiness(&path_config(dir.path(), &options)).unwrap()
+    });
+    assert_eq!(super::not_ready(&readiness).await, Vec::<&str>::new());
     wait_until("a quarter relayed", || checkpoint() >= users / 4).await;
     cluster.kill(0);
     let at_kill = checkpoint();
     assert!(at_kill < users, "killed mid-relay");
     if restart {
+        // With its only broker down, the cluster is not ready, and readiness says which part.
+        assert_eq!(super::not_ready(&readiness).await, ["bus"]);
         let restarting = cluster.clone();
         tokio::task::spawn_blocking(move || restarting.restart(0))
             .await
             .unwrap();
+        super::wait_until_ready(&readiness, "the broker restarted").await;
     }
     assert_eq!(
         relay_task.await.unwrap() as u64,
@@ -365,7 +379,7 @@ pub async fn three_processors_one_killed(cluster: &KafkaCluster, name: &str) {
         500,
     );
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
+        super::userstream_bin()
             .arg("-q")
             .arg("--config")
             .arg(&config_file)
@@ -539,7 +553,15 @@ pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, n
     assert_eq!(published(&options, &options.topic), 2);
     assert_eq!(published(&options, &options.dlq_topic), 1);
 
-    let error = first_dead_letter(&options).await.1["error"].clone();
+    // The relay's dead letters carry the consumer's header schema: the reason and the source key.
+    let headers = first_dead_letter(&options).await.1;
+    let log_id = SqliteLog::open(&dir.path().join("log.db"))
+        .unwrap()
+        .log_id()
+        .to_owned();
+    assert_eq!(headers["source.log_id"], log_id, "{headers:?}");
+    assert_eq!(headers["source.log_seq"], "2", "{headers:?}");
+    let error = headers["error"].clone();
     assert_eq!(error, embedded.to_string());
     assert!(error.contains("duplicate field `login`"), "{error}");
     let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
@@ -599,9 +621,14 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
         .unwrap();
     assert_eq!(id, 2);
 
+    // No registry is running for this data directory (the embedded one is only served while a
+    // `run` is up, and its port here answers nothing): redrive reads `registry.db` itself.
     let env = [
         ("USERSTREAM_KAFKA__BROKERS", cluster.bootstrap_servers()),
-        ("USERSTREAM_REGISTRY__URL", options.registry_url.clone()),
+        (
+            "USERSTREAM_REGISTRY__LISTEN",
+            format!("127.0.0.1:{}", super::free_port()),
+        ),
     ];
     let command = userstream(dir.path(), &env)
         .args(["dlq", "redrive"])
@@ -644,7 +671,7 @@ pub fn run_env(cluster: &KafkaCluster, name: &str) -> Vec<(&'static str, String)
 
 /// `userstream -q --data-dir DIR` with `env`; the caller adds the command.
 pub fn userstream(dir: &Path, env: &[(&'static str, String)]) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"));
+    let mut command = super::userstream_bin();
     command
         .args(["-q", "--data-dir"])
         .arg(dir)
@@ -669,4 +696,16 @@ pub async fn exit_status(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The configuration of a Kafka-path process on `dir` using `options` (and their registry).
+pub fn path_config(dir: &Path, options: &KafkaOptions) -> userstream::config::Config {
+    let mut config = userstream::config::Config {
+        data_dir: dir.to_path_buf(),
+        kafka: options.clone(),
+        ..Default::default()
+    };
+    config.registry.url = Some(options.registry_url.clone());
+    config.apply_registry();
+    config
 }

@@ -2,12 +2,14 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod apicurio;
 pub mod cassandra;
 pub mod certs;
 pub mod java;
 pub mod kafka;
 pub mod kafka_cluster;
 pub mod postgres;
+pub mod prometheus;
 pub mod python;
 pub mod scripted_server;
 pub mod tcp_proxy;
@@ -94,6 +96,15 @@ pub fn redacted_users(seed: &str, n: u32) -> Vec<String> {
         .collect()
 }
 
+/// The `userstream` binary under test. Its HTTP endpoints (`[http] listen`) go on a port of its
+/// own choosing: tests run processes side by side, and the default port would be taken by the
+/// first. A test that scrapes them sets the variable again, to a port it knows.
+pub fn userstream_bin() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_userstream"));
+    command.env("USERSTREAM_HTTP__LISTEN", "127.0.0.1:0");
+    command
+}
+
 /// A TCP port that was free a moment ago, for a server that must be given its port up front
 /// (a child process, a config file) rather than bind port 0 itself; see [`java::free_ports`].
 pub fn free_port() -> u16 {
@@ -130,4 +141,31 @@ pub fn all_bytes(dir: &Path) -> String {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The dependencies `readiness` finds not ready, by name.
+pub async fn not_ready(readiness: &userstream::http::Readiness) -> Vec<&'static str> {
+    readiness
+        .check()
+        .await
+        .into_iter()
+        .filter(|(_, result)| result.is_err())
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Waits until every probe of `readiness` passes, failing the test after 120 s with `what`.
+pub async fn wait_until_ready(readiness: &userstream::http::Readiness, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let failing = not_ready(readiness).await;
+        if failing.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{failing:?} not ready 120 s after {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

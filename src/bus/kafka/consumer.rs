@@ -7,6 +7,7 @@
 //! member redo changes nothing.
 
 use super::dead_letter;
+use super::dead_letter::Rejected;
 use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
@@ -16,6 +17,9 @@ use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::registry::client::ClientError;
 use crate::sink::{Commit, DeadLetter, Sink};
+use crate::telemetry::events::{
+    Component, InternalEvent, RecordsDeadLettered, RecordsFailed, RecordsReceived, RecordsStored,
+};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -34,6 +38,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // A fetch is answered as soon as data arrives on Kafka, but only at its maximum wait on some
     // compatible brokers (Tansu): 50 ms bounds what that adds to latency, for 20 idle fetches/s.
     ("fetch.wait.max.ms", "50"),
+    // librdkafka's statistics carry each assigned partition's lag against the broker's high
+    // watermark (`rebalance.rs` exports it): every 5 s is fresh enough for a lag alert.
+    ("statistics.interval.ms", "5000"),
 ];
 
 /// How long a batch waits for more messages once it has one. A fetch response lands in
@@ -110,6 +117,8 @@ pub struct KafkaProcessor<S> {
 }
 
 struct Poison {
+    /// The metrics' kind of [`Rejected`].
+    error_type: &'static str,
     letter: DeadLetter,
     payload: Vec<u8>,
     key: Option<Vec<u8>>,
@@ -275,11 +284,22 @@ impl<S: Sink> KafkaProcessor<S> {
         // Fetch times from the relay's header, read once: they stamp the rows and, after the
         // commit, measure latency.
         let mut relayed_fetch_times = Vec::with_capacity(batch.len());
+        RecordsReceived {
+            component: Component::Consumer,
+            count: batch.len(),
+        }
+        .emit();
+        // Per partition, when its newest message in this batch was written (ms): the lag's age.
+        let mut newest_written: BTreeMap<i32, i64> = BTreeMap::new();
         for message in &batch {
             let partition = message.partition();
             let offset = message.offset();
             let entry = rows_by_partition.entry(partition).or_default();
             entry.1 = entry.1.max(offset);
+            if let Some(ms) = message.timestamp().to_millis() {
+                let newest = newest_written.entry(partition).or_default();
+                *newest = (*newest).max(ms);
+            }
             let header = fetched_at_micros(message);
             relayed_fetch_times.extend(header);
             let fetched_at = header.or(message.timestamp().to_millis().map(|ms| ms * 1000));
@@ -292,9 +312,10 @@ impl<S: Sink> KafkaProcessor<S> {
             .await?
             {
                 Ok(row) => entry.0.push(row),
-                Err(reason) => {
+                Err(Rejected { error_type, reason }) => {
                     let payload = message.payload().unwrap_or_default();
                     poison.push(Poison {
+                        error_type,
                         letter: DeadLetter {
                             log_seq: offset as u64,
                             reason,
@@ -322,6 +343,7 @@ impl<S: Sink> KafkaProcessor<S> {
         }
         // One store commit per partition: its rows and its dead letters, keyed by partition and
         // offset so that a redone batch rewrites them. Progress itself is the offset commit below.
+        let started = Instant::now();
         tokio::task::block_in_place(|| {
             for (partition, (rows, _)) in &rows_by_partition {
                 let letters: Vec<DeadLetter> = poison
@@ -338,6 +360,22 @@ impl<S: Sink> KafkaProcessor<S> {
             }
             Ok::<_, KafkaPathError>(())
         })?;
+        let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
+        RecordsStored {
+            component: Component::Consumer,
+            count: rows,
+            took: started.elapsed(),
+        }
+        .emit();
+        if let Some(first) = poison.first() {
+            RecordsDeadLettered {
+                component: Component::Consumer,
+                error_type: first.error_type,
+                count: poison.len(),
+                first_reason: &first.letter.reason,
+            }
+            .emit();
+        }
         let mut offsets = TopicPartitionList::new();
         for (partition, (_, last)) in &rows_by_partition {
             offsets.add_partition_offset(&topic, *partition, Offset::Offset(last + 1))?;
@@ -364,7 +402,15 @@ impl<S: Sink> KafkaProcessor<S> {
                 // the group's lag ever reaches 0 if this was the last batch.
                 Err(err) if attempt < self.commit_attempts => {
                     let delay = commit_backoff(attempt);
-                    tracing::warn!(error = %err, attempt, ?delay, "offset commit failed, retrying");
+                    RecordsFailed {
+                        component: Component::Consumer,
+                        error_type: "offset_commit",
+                        count: batch.len(),
+                        attempt,
+                        retry_in: delay,
+                        error: &err,
+                    }
+                    .emit();
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -377,11 +423,18 @@ impl<S: Sink> KafkaProcessor<S> {
             let histogram = latency.get_or_insert_with(|| {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
             });
-            for at in relayed_fetch_times {
+            for &at in &relayed_fetch_times {
                 histogram.saturating_record((committed_at - at).max(0) as u64);
             }
         }
-        let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
+        crate::process::processor::emit_latency(
+            Component::Consumer,
+            committed_at,
+            relayed_fetch_times.iter().copied(),
+        );
+        self.consumer
+            .context()
+            .committed_written_at(&topic, &newest_written);
         self.stats.messages.fetch_add(batch.len() as u64, Relaxed);
         self.stats.rows.fetch_add(rows as u64, Relaxed);
         self.stats
@@ -463,10 +516,15 @@ async fn decode(
     payload: &[u8],
     fetched_at: chrono::DateTime<chrono::Utc>,
     retries: &AtomicU64,
-) -> Result<Result<crate::model::UserRow, String>, KafkaPathError> {
+) -> Result<Result<crate::model::UserRow, Rejected>, KafkaPathError> {
     Ok(decode_record(registry, payload, retries, UNREACHABLE_LIMIT)
         .await?
-        .and_then(|record| transform(&record, fetched_at).map_err(|e| e.to_string())))
+        .and_then(|record| {
+            transform(&record, fetched_at).map_err(|e| Rejected {
+                error_type: e.error_type(),
+                reason: e.to_string(),
+            })
+        }))
 }
 
 /// Payload -> the JSON record it carries, or (inner `Err`) why it is poison; as [`decode`],
@@ -478,16 +536,25 @@ pub async fn decode_record(
     payload: &[u8],
     retries: &AtomicU64,
     patience: Duration,
-) -> Result<Result<String, String>, KafkaPathError> {
+) -> Result<Result<String, Rejected>, KafkaPathError> {
+    let rejected = |error_type, reason| Ok(Err(Rejected { error_type, reason }));
     let (schema_id, datum) = match decode_frame(payload) {
         Ok(frame) => frame,
-        Err(err) => return Ok(Err(err.to_string())),
+        Err(err) => return rejected("not_avro", err.to_string()),
     };
     let writer = match writer_schema(registry, schema_id, retries, patience).await? {
         Ok(writer) => writer,
-        Err(err) => return Ok(Err(format!("unknown schema id {schema_id}: {err}"))),
+        Err(err) => {
+            return rejected(
+                "unknown_schema",
+                format!("unknown schema id {schema_id}: {err}"),
+            );
+        }
     };
-    Ok(decode_user(schema_id, &writer, datum).map_err(|e| e.to_string()))
+    match decode_user(schema_id, &writer, datum) {
+        Ok(record) => Ok(Ok(record)),
+        Err(err) => rejected("undecodable", err.to_string()),
+    }
 }
 
 /// The writer schema `id`, or (inner `Err`) the registry's answer that it has none (40403), the
@@ -512,12 +579,16 @@ async fn writer_schema(
             }
             Err(err) => {
                 let wait = commit_backoff(attempt);
-                tracing::warn!(
-                    schema_id = id,
+                tracing::debug!(schema_id = id, "waiting for the schema registry");
+                RecordsFailed {
+                    component: Component::Consumer,
+                    error_type: "registry_unavailable",
+                    count: 1,
                     attempt,
-                    error = %err,
-                    "schema registry unavailable; retrying in {wait:?}"
-                );
+                    retry_in: wait,
+                    error: &err,
+                }
+                .emit();
                 retries.fetch_add(1, Relaxed);
                 tokio::time::sleep(wait).await;
                 attempt += 1;

@@ -111,3 +111,11 @@ mod tests {
         }
     }
 }
+
+/// Why a record or message is refused: the dead letter's reason, and its kind (the
+/// `error_type` label of the dead-letter metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub error_type: &'static str,
+    pub reason: String,
+}

@@ -31,7 +31,10 @@ pub async fn run_kafka_pipeline(
     let options = config.kafka.clone();
     let mut tasks = Supervisor::new();
     if options.serve_registry {
-        tasks.spawn(REGISTRY_TASK, embedded_registry(config).await?);
+        tasks.spawn(
+            REGISTRY_TASK,
+            embedded_registry(config, CancellationToken::new()).await?,
+        );
     }
     super::topics::ensure_topics(&options)
         .await
@@ -184,21 +187,25 @@ fn merged_latency(
 /// binding first, so a taken port is a start-up error rather than a task failing later.
 async fn embedded_registry(
     config: &Config,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + use<>> {
     let addr: std::net::SocketAddr = config
         .registry
         .listen
         .parse()
         .with_context(|| format!("registry.listen = {:?}", config.registry.listen))?;
-    config.ensure_data_dir()?;
-    let store = crate::registry::RegistryStore::open(&config.data_dir.join("registry.db"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("serving the embedded schema registry on {addr} (or set registry.url to use an external one)"))?;
+    let router = crate::pipeline::endpoints::embedded_registry(config)?;
+    let listener = crate::http::bind(
+        addr,
+        "the embedded schema registry (or set registry.url to use an external one)",
+    )
+    .await?;
     tracing::info!(%addr, "embedded schema registry serving");
-    let router = crate::registry::server::router(Arc::new(store));
     Ok(async move {
-        axum::serve(listener, router).await?;
+        crate::http::serve(listener, router, shutdown.clone()).await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
         Err(anyhow::anyhow!("stopped serving"))
     })
 }

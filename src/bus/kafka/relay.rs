@@ -1,12 +1,17 @@
 //! The outbox relay: raw log -> Kafka, checkpoint moved only after acknowledgement.
 
 use super::dead_letter;
+use super::dead_letter::Rejected;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::encode_user_keyed;
 use crate::log::{LogRecord, RawLog};
 use crate::model::row::fetch_timestamp;
 use crate::process::transform;
 use crate::sink::{Commit, DeadLetter, Sink};
+use crate::telemetry::events::{
+    Component, InternalEvent, ReaderPosition, RecordsDeadLettered, RecordsPublished,
+    RecordsReceived,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::DeliveryFuture;
@@ -81,13 +86,20 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
             self.position = after;
             return Ok(0);
         };
+        RecordsReceived {
+            component: Component::Relay,
+            count: batch.len(),
+        }
+        .emit();
         let mut pending = Vec::with_capacity(batch.len());
         let mut refused = Vec::new();
+        let mut refused_type = None;
         for record in &batch {
             let (payload, key) = match publishable(self.schema_id, record) {
                 Ok(frame) => frame,
                 // Invalid, or not even encodable as a user: a dead letter, with why.
-                Err(reason) => {
+                Err(Rejected { error_type, reason }) => {
+                    refused_type.get_or_insert(error_type);
                     refused.push(DeadLetter {
                         log_seq: record.seq,
                         reason,
@@ -149,9 +161,27 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
                 })
             })?;
         }
+        if let (Some(first), Some(error_type)) = (refused.first(), refused_type) {
+            RecordsDeadLettered {
+                component: Component::Relay,
+                error_type,
+                count: refused.len(),
+                first_reason: &first.reason,
+            }
+            .emit();
+        }
         // Every record of the batch is published or dead-lettered: now, and only now, mark them.
         tokio::task::block_in_place(|| self.log.set_checkpoint(&self.checkpoint, last))?;
         self.position = last;
+        RecordsPublished {
+            count: batch.len() - refused.len(),
+        }
+        .emit();
+        ReaderPosition {
+            reader: Component::Relay,
+            position: last,
+        }
+        .emit();
         tracing::debug!(from = after + 1, to = last, "relayed to Kafka");
         Ok(batch.len())
     }
@@ -161,10 +191,17 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
 /// [`transform`] the processor runs, so a record is refused at the same point on both paths and
 /// for the same reason: JSON that an Avro encoder would accept (a duplicated `login`, of which it
 /// keeps one) never reaches the topic as a user.
-fn publishable(schema_id: u32, record: &LogRecord) -> Result<(Vec<u8>, Option<String>), String> {
-    transform(&record.record, fetch_timestamp(record.fetched_at_micros))
-        .map_err(|invalid| invalid.to_string())?;
-    encode_user_keyed(schema_id, &record.record).map_err(|err| err.to_string())
+fn publishable(schema_id: u32, record: &LogRecord) -> Result<(Vec<u8>, Option<String>), Rejected> {
+    transform(&record.record, fetch_timestamp(record.fetched_at_micros)).map_err(|invalid| {
+        Rejected {
+            error_type: invalid.error_type(),
+            reason: invalid.to_string(),
+        }
+    })?;
+    encode_user_keyed(schema_id, &record.record).map_err(|err| Rejected {
+        error_type: "not_encodable",
+        reason: err.to_string(),
+    })
 }
 
 /// Waits for every delivery in `pending`; the first failure fails the batch.

@@ -10,6 +10,7 @@
 //! restart does not refill it. Without a log (tests, a bare client) it is kept in memory.
 
 use crate::log::{LogError, RawLog};
+use crate::telemetry::events::{ApiBudgetRemaining, InternalEvent};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -80,6 +81,10 @@ impl WindowBudget {
             if self.in_window + u64::from(users) <= u64::from(self.limit) || self.spent.is_empty() {
                 self.spent.push_back((now, users));
                 self.in_window += u64::from(users);
+                ApiBudgetRemaining {
+                    users: u64::from(self.limit).saturating_sub(self.in_window),
+                }
+                .emit();
                 return Ok(());
             }
             let (oldest, _) = self.spent[0];

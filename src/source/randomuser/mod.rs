@@ -18,6 +18,7 @@ pub use stats::FetchStats;
 
 use super::page::{Page, parse_page};
 use super::{FetchError, FetchRequest, Source};
+use crate::telemetry::events::{ApiRequest, ApiRetry, ApiStatus, InternalEvent};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use std::sync::Arc;
@@ -170,7 +171,7 @@ fn rejection_reason(body: &[u8]) -> String {
         error: String,
     }
     match serde_json::from_slice::<ApiError>(body) {
-        Ok(ApiError { error }) => error.chars().take(200).collect(),
+        Ok(ApiError { error }) => super::page::api_error_text(&error),
         Err(_) => format!("{} bytes of body", body.len()),
     }
 }
@@ -191,6 +192,10 @@ impl Source for RandomUserClient {
             self.stats.record_request();
             let err = match self.attempt(request).await {
                 Ok(page) => {
+                    ApiRequest {
+                        status: ApiStatus::Code(200),
+                    }
+                    .emit();
                     if page.records.is_empty() {
                         self.stats.record_empty_page();
                     }
@@ -198,6 +203,9 @@ impl Source for RandomUserClient {
                 }
                 Err(err) => err,
             };
+            if let Some(status) = err.api_status() {
+                ApiRequest { status }.emit();
+            }
             self.stats.record_error(&err);
             if !err.is_retryable() {
                 return Err(err);
@@ -216,7 +224,13 @@ impl Source for RandomUserClient {
                     backoff::full_jitter(self.config.backoff_base, self.config.backoff_max, attempt)
                 }
             };
-            tracing::warn!(error = %err, attempt, ?delay, "fetch failed, retrying");
+            ApiRetry {
+                error_type: err.error_type(),
+                attempt,
+                retry_in: delay,
+                error: &err,
+            }
+            .emit();
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

@@ -1,5 +1,8 @@
 //! The embedded pipeline as one process: an ingest task and a processor thread around the log,
-//! sharing an [`AppendSignal`] so a committed page is processed at once.
+//! sharing an [`AppendSignal`] so a committed page is processed at once; and the factories that
+//! open the configured source, log and store for every path.
+
+pub mod endpoints;
 
 use crate::config::{Config, SourceKind};
 use crate::ingest::writer_lock::WriterLock;

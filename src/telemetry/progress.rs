@@ -1,4 +1,4 @@
-//! Logging set-up, live progress, and resource readings.
+//! Live progress of a run: a bar on a terminal, a line every 10 s in a log.
 
 use crate::bus::kafka::consumer::KafkaProcessorStats;
 use crate::ingest::IngestStats;
@@ -9,43 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
-
-/// Logs go to stderr so that `query --format json` output on stdout stays machine-readable.
-/// `USERSTREAM_LOG` (or `RUST_LOG`) takes a full filter; `-v`/`-q` adjust the default. Text is
-/// coloured only when stderr is a terminal: escapes written into a pipe or a file are noise for
-/// whoever reads it. `json` writes one object per line for log shippers.
-pub fn init_logging(verbose: u8, quiet: bool, format: crate::cli::LogFormat) {
-    let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "userstream=debug,info",
-        (false, _) => "trace",
-    };
-    let filter = std::env::var("USERSTREAM_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let _ = match format {
-        crate::cli::LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        crate::cli::LogFormat::Json => builder.json().with_current_span(false).try_init(),
-    };
-}
-
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if the platform tells.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
 
 /// What has been processed so far, in every mode.
 #[derive(Debug, Clone, Copy, Default)]

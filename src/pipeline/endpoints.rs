@@ -1,0 +1,119 @@
+//! What a long-running process serves over HTTP, and the readiness probes for the dependencies
+//! its configuration names.
+
+use super::{open_log, open_store};
+use crate::config::Config;
+use crate::http::{Probe, Readiness};
+use crate::log::RawLog;
+use crate::sink::UserQuery;
+use anyhow::Context;
+use axum::Router;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// The embedded Schema Registry's router, over `DATA_DIR/registry.db`.
+pub fn embedded_registry(config: &Config) -> anyhow::Result<Router> {
+    config.ensure_data_dir()?;
+    let path = config.data_dir.join("registry.db");
+    let store = crate::registry::RegistryStore::open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(crate::registry::server::router(Arc::new(store)))
+}
+
+/// One probe per dependency `config` names: the log and the store always; on the Kafka path the
+/// brokers (`bus`) and the registry. Each probe holds its own connection, opened here, so a
+/// probe never waits behind the pipeline's own work on a shared one.
+pub fn readiness(config: &Config) -> anyhow::Result<Readiness> {
+    let log = Arc::new(Mutex::new(
+        open_log(config).context("opening the log for readiness probes")?,
+    ));
+    let store = Arc::new(Mutex::new(
+        open_store(config).context("opening the store for readiness probes")?,
+    ));
+    let mut probes = vec![
+        Probe::new("log", move || {
+            let log = Arc::clone(&log);
+            blocking(move || {
+                log.lock()
+                    .map_err(|_| "probe poisoned".to_owned())?
+                    .last_seq()
+                    .map(drop)
+                    .map_err(|e| crate::error_chain::describe(&e))
+            })
+        }),
+        // A primary-key read: one round trip on every store, whatever its size.
+        Probe::new("store", move || {
+            let store = Arc::clone(&store);
+            blocking(move || {
+                store
+                    .lock()
+                    .map_err(|_| "probe poisoned".to_owned())?
+                    .get(uuid::Uuid::nil())
+                    .map(drop)
+                    .map_err(|e| crate::error_chain::describe(&e))
+            })
+        }),
+    ];
+    if config.kafka.brokers.is_some() {
+        let options = config.kafka.clone();
+        let consumer: Arc<rdkafka::consumer::BaseConsumer> = Arc::new(
+            options
+                .client_config(&[])
+                .create()
+                .context("creating the Kafka client for readiness probes")?,
+        );
+        probes.push(Probe::new("bus", move || {
+            let (consumer, topic) = (Arc::clone(&consumer), options.topic.clone());
+            blocking(move || {
+                use rdkafka::consumer::Consumer;
+                let metadata = consumer
+                    .fetch_metadata(Some(&topic), crate::http::health::PROBE_TIMEOUT)
+                    .map_err(|e| e.to_string())?;
+                match metadata.topics().first().and_then(|t| t.error()) {
+                    Some(err) => Err(format!("topic {topic}: {err:?}")),
+                    None => Ok(()),
+                }
+            })
+        }));
+        let registry = Arc::new(crate::registry::RegistryClient::new(
+            &config.kafka.registry_url,
+        ));
+        probes.push(Probe::new("registry", move || {
+            let registry = Arc::clone(&registry);
+            async move { registry.ping().await.map_err(|e| e.to_string()) }
+        }));
+    }
+    Ok(Readiness::new(probes))
+}
+
+/// A blocking probe (the log and store traits are blocking) off the async workers.
+async fn blocking(
+    probe: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
+    tokio::task::spawn_blocking(probe)
+        .await
+        .unwrap_or_else(|e| Err(format!("probe failed: {e}")))
+}
+
+/// Binds `[http] listen` and returns the server as a task to await beside the pipeline: `/metrics`,
+/// `/healthz`, `/readyz` and `extra` (the embedded registry, when it shares the address). `None`
+/// when `listen = "off"`. Binding happens here, so a taken port fails start-up.
+pub async fn serve(
+    config: &Config,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<impl Future<Output = anyhow::Result<()>> + use<>>> {
+    let Some(addr) = config.http.address()? else {
+        return Ok(None);
+    };
+    let router = crate::http::metrics::router()
+        .merge(crate::http::health::router(Arc::new(readiness(config)?)))
+        .merge(extra);
+    let listener =
+        crate::http::bind(addr, "the metrics and health endpoints ([http] listen)").await?;
+    tracing::info!(
+        "serving /metrics, /healthz and /readyz at http://{}/",
+        listener.local_addr()?
+    );
+    Ok(Some(crate::http::serve(listener, router, shutdown)))
+}

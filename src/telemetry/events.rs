@@ -1,0 +1,248 @@
+//! Internal events: each is one thing that happened, emitted as a metric and a log line under one
+//! name, so that what Prometheus counts and what the log says are the same facts.
+//!
+//! The pipeline never touches the `metrics` facade or writes these log lines itself; it emits an
+//! event. Labels are few and bounded (a component, an error type, a status code, a partition), so
+//! a long run cannot grow the number of series.
+
+use std::time::Duration;
+
+/// Something that happened, told to the metrics and the log in one call.
+pub trait InternalEvent {
+    fn emit(self);
+}
+
+/// The part of the pipeline an event comes from: the `component` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// Fetches pages from the source into the raw log.
+    Ingest,
+    /// Reads the raw log and stores rows (the embedded path).
+    Processor,
+    /// Publishes the raw log to Kafka (the outbox relay).
+    Relay,
+    /// A Kafka consumer-group member storing rows.
+    Consumer,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Ingest => "ingest",
+            Component::Processor => "processor",
+            Component::Relay => "relay",
+            Component::Consumer => "consumer",
+        }
+    }
+}
+
+/// Records taken in: fetched (ingest), read from the log (processor, relay) or consumed.
+pub struct RecordsReceived {
+    pub component: Component,
+    pub count: usize,
+}
+
+impl InternalEvent for RecordsReceived {
+    fn emit(self) {
+        tracing::trace!(
+            component = self.component.as_str(),
+            count = self.count,
+            "records received"
+        );
+        metrics::counter!("userstream_records_received_total", "component" => self.component.as_str())
+            .increment(self.count as u64);
+    }
+}
+
+/// Records the broker acknowledged to the relay.
+pub struct RecordsPublished {
+    pub count: usize,
+}
+
+impl InternalEvent for RecordsPublished {
+    fn emit(self) {
+        tracing::trace!(count = self.count, "records published");
+        metrics::counter!("userstream_records_published_total", "component" => Component::Relay.as_str())
+            .increment(self.count as u64);
+    }
+}
+
+/// Rows committed to the store, and how long the commit took (retries included).
+pub struct RecordsStored {
+    pub component: Component,
+    pub count: usize,
+    pub took: Duration,
+}
+
+impl InternalEvent for RecordsStored {
+    fn emit(self) {
+        let component = self.component.as_str();
+        tracing::debug!(component, count = self.count, took = ?self.took, "records stored");
+        metrics::counter!("userstream_records_stored_total", "component" => component)
+            .increment(self.count as u64);
+        metrics::histogram!("userstream_batch_write_seconds", "component" => component)
+            .record(self.took.as_secs_f64());
+    }
+}
+
+/// Records committed to the dead-letter queue; `error_type` is the kind of the first one's
+/// reason (a batch's letters are counted under it), `first_reason` its text.
+pub struct RecordsDeadLettered<'a> {
+    pub component: Component,
+    pub error_type: &'static str,
+    pub count: usize,
+    pub first_reason: &'a str,
+}
+
+impl InternalEvent for RecordsDeadLettered<'_> {
+    fn emit(self) {
+        if self.count == 0 {
+            return;
+        }
+        let component = self.component.as_str();
+        tracing::warn!(component, error_type = self.error_type, count = self.count, first_reason = %self.first_reason, "records dead-lettered");
+        metrics::counter!(
+            "userstream_records_dead_lettered_total",
+            "component" => component,
+            "error_type" => self.error_type
+        )
+        .increment(self.count as u64);
+    }
+}
+
+/// An attempt covering `count` records failed and will be retried after `retry_in`.
+pub struct RecordsFailed<'a> {
+    pub component: Component,
+    pub error_type: &'static str,
+    pub count: usize,
+    pub attempt: u32,
+    pub retry_in: Duration,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for RecordsFailed<'_> {
+    fn emit(self) {
+        let component = self.component.as_str();
+        tracing::warn!(component, error_type = self.error_type, count = self.count, attempt = self.attempt, retry_in = ?self.retry_in, error = %self.error, "{} failed, retrying", self.error_type.replace('_', " "));
+        metrics::counter!(
+            "userstream_records_failed_total",
+            "component" => component,
+            "error_type" => self.error_type
+        )
+        .increment(self.count as u64);
+    }
+}
+
+/// Fetch-to-commit latency of `count` records fetched together (one page shares a fetch time).
+pub struct EndToEndLatency {
+    pub component: Component,
+    pub latency: Duration,
+    pub count: usize,
+}
+
+impl InternalEvent for EndToEndLatency {
+    fn emit(self) {
+        metrics::histogram!("userstream_end_to_end_latency_seconds", "component" => self.component.as_str())
+            .record_many(self.latency.as_secs_f64(), self.count);
+    }
+}
+
+/// The raw log's end after an append (or as a reader last saw it).
+pub struct LogEnd {
+    pub last_seq: u64,
+}
+
+impl InternalEvent for LogEnd {
+    fn emit(self) {
+        metrics::gauge!("userstream_log_end_position").set(self.last_seq as f64);
+    }
+}
+
+/// A reader of the raw log committed its position.
+pub struct ReaderPosition {
+    pub reader: Component,
+    pub position: u64,
+}
+
+impl InternalEvent for ReaderPosition {
+    fn emit(self) {
+        tracing::trace!(
+            reader = self.reader.as_str(),
+            position = self.position,
+            "reader position"
+        );
+        metrics::gauge!("userstream_reader_position", "reader" => self.reader.as_str())
+            .set(self.position as f64);
+    }
+}
+
+/// One request to the randomuser API answered (`status`: the HTTP code) or not (`timeout`,
+/// `transport`).
+pub struct ApiRequest {
+    pub status: ApiStatus,
+}
+
+/// How an API request ended, as the `status` label.
+#[derive(Debug, Clone, Copy)]
+pub enum ApiStatus {
+    Code(u16),
+    Timeout,
+    Transport,
+}
+
+impl InternalEvent for ApiRequest {
+    fn emit(self) {
+        let status = match self.status {
+            ApiStatus::Code(code) => code.to_string(),
+            ApiStatus::Timeout => "timeout".into(),
+            ApiStatus::Transport => "transport".into(),
+        };
+        tracing::trace!(%status, "API request");
+        metrics::counter!("userstream_api_requests_total", "status" => status).increment(1);
+    }
+}
+
+/// An API request is retried after a failure of kind `error_type`.
+pub struct ApiRetry<'a> {
+    pub error_type: &'static str,
+    pub attempt: u32,
+    pub retry_in: Duration,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ApiRetry<'_> {
+    fn emit(self) {
+        tracing::warn!(error_type = self.error_type, attempt = self.attempt, retry_in = ?self.retry_in, error = %self.error, "API request failed, retrying");
+        metrics::counter!("userstream_api_retries_total", "error_type" => self.error_type)
+            .increment(1);
+    }
+}
+
+/// Users the API budget allows in its current window, after a charge.
+pub struct ApiBudgetRemaining {
+    pub users: u64,
+}
+
+impl InternalEvent for ApiBudgetRemaining {
+    fn emit(self) {
+        metrics::gauge!("userstream_api_budget_remaining_users").set(self.users as f64);
+    }
+}
+
+/// A consumer's lag on one partition after committing there.
+pub struct ConsumerLag<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub messages: i64,
+    pub seconds: f64,
+}
+
+impl InternalEvent for ConsumerLag<'_> {
+    fn emit(self) {
+        let partition = self.partition.to_string();
+        metrics::gauge!("userstream_consumer_lag_messages", "topic" => self.topic.to_owned(), "partition" => partition.clone())
+            .set(self.messages.max(0) as f64);
+        metrics::gauge!("userstream_consumer_lag_seconds", "topic" => self.topic.to_owned(), "partition" => partition)
+            .set(self.seconds.max(0.0));
+    }
+}
