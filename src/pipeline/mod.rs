@@ -1,8 +1,10 @@
 //! The embedded pipeline as one process: an ingest task and a processor thread around the log,
-//! sharing an [`AppendSignal`] so a committed page is processed at once; and the factories that
-//! open the configured source, log and store for every path.
+//! sharing an [`AppendSignal`] so a committed page is processed at once; the factories that
+//! open the configured source, log and store for every path; [`kafka`], the same run with Kafka
+//! between the log and the store; and [`endpoints`], what a long-running process serves.
 
 pub mod endpoints;
+pub mod kafka;
 
 use crate::config::{Config, SourceKind};
 use crate::ingest::writer_lock::WriterLock;
@@ -140,7 +142,7 @@ pub async fn run_pipeline(
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
     if config.kafka.brokers.is_some() {
-        return crate::bus::kafka::pipeline::run_kafka_pipeline(config, cancel, show_progress)
+        return kafka::run_kafka_pipeline(config, cancel, show_progress)
             .await;
     }
     let started = Instant::now();

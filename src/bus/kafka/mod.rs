@@ -11,7 +11,6 @@
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
-pub mod pipeline;
 pub mod rebalance;
 pub mod relay;
 pub mod topics;

@@ -1,12 +1,12 @@
 //! `run` with `[kafka] brokers` set: ingest -> raw log (outbox) -> relay -> Kafka -> consumer
 //! group -> store, in one process. Other `userstream process` instances may join the group.
 
-use super::{KafkaProcessor, Relay};
+use crate::bus::kafka::{KafkaProcessor, Relay};
 use crate::avro::USER_SCHEMA;
 use crate::config::Config;
 use crate::ingest::{Ingestor, Schedule, run_schedule};
 use crate::log::AppendSignal;
-use crate::pipeline::{RunSummary, build_source, lock_ingest, open_log, open_store};
+use super::{RunSummary, build_source, lock_ingest, open_log, open_store};
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
 use crate::supervisor::{Ended, Supervisor, stopped_early};
@@ -36,7 +36,7 @@ pub async fn run_kafka_pipeline(
             embedded_registry(config, CancellationToken::new()).await?,
         );
     }
-    super::topics::ensure_topics(&options)
+    crate::bus::kafka::topics::ensure_topics(&options)
         .await
         .context("creating topics")?;
     let schema_id = RegistryClient::new(&options.registry_url)
@@ -171,7 +171,7 @@ async fn relay_until_done<L: crate::log::RawLog + 'static, S: crate::sink::Sink 
 }
 
 fn merged_latency(
-    stats: &[std::sync::Arc<super::consumer::KafkaProcessorStats>],
+    stats: &[std::sync::Arc<crate::bus::kafka::consumer::KafkaProcessorStats>],
 ) -> hdrhistogram::Histogram<u64> {
     let mut all =
         hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
@@ -194,7 +194,7 @@ async fn embedded_registry(
         .listen
         .parse()
         .with_context(|| format!("registry.listen = {:?}", config.registry.listen))?;
-    let router = crate::pipeline::endpoints::embedded_registry(config)?;
+    let router = super::endpoints::embedded_registry(config)?;
     let listener = crate::http::bind(
         addr,
         "the embedded schema registry (or set registry.url to use an external one)",
