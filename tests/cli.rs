@@ -285,6 +285,14 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
     .unwrap();
     assert!(userstream(d, &["process"]).status.success());
     assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "1");
+    // A record with no usable id is accounted for by its dead letter.
+    let audit = userstream(d, &["audit", "-f", "json"]);
+    assert!(audit.status.success(), "{}", stdout(&audit));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&audit)).unwrap();
+    assert_eq!(
+        (&report["stored_users"], &report["dead_letters"]),
+        (&2.into(), &1.into())
+    );
     // As a since-fixed bug would have left it: user 2, dead-lettered for a wrong reason.
     let mut store = SqliteStore::open(&data.join("store.db")).unwrap();
     let second = support::redacted_users("redrive", 2).pop().unwrap();
@@ -313,6 +321,8 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
         })
         .unwrap();
     assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "1");
+    // A logged user that is dead-lettered rather than stored still balances.
+    assert!(userstream(d, &["audit"]).status.success());
 
     let dry = userstream(d, &["dlq", "redrive", "--dry-run", "-f", "json"]);
     assert!(dry.status.success(), "{}", stderr(&dry));
@@ -353,6 +363,25 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
         assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "1");
         assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "2");
     }
+
+    // A letter kept with a reason that no longer holds, and that still fails: re-driven, it is
+    // dead-lettered again with the reason it fails for now.
+    rusqlite::Connection::open(data.join("store.db"))
+        .unwrap()
+        .execute(
+            "UPDATE dead_letters SET reason = 'stale reason' WHERE log_seq = 3",
+            [],
+        )
+        .unwrap();
+    let stale = userstream(d, &["dlq", "redrive", "-f", "json"]);
+    assert!(stale.status.success(), "{}", stderr(&stale));
+    let outcomes: serde_json::Value = serde_json::from_str(&stdout(&stale)).unwrap();
+    assert_eq!(outcomes[0]["outcome"], "dead", "{outcomes}");
+    let letters: serde_json::Value =
+        serde_json::from_str(&stdout(&userstream(d, &["dlq", "list", "-f", "json"]))).unwrap();
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("login.uuid"), "{reason}");
+    assert!(!reason.contains("stale"), "{reason}");
 }
 
 /// `audit` balances after a clean run, and names what breaks the balance: a deleted row
@@ -453,4 +482,46 @@ fn log_lines_are_plain_in_a_pipe_and_json_on_request() {
                 .is_some_and(|m| m.starts_with("ingested into"))),
         "{lines:?}"
     );
+}
+
+/// A randomuser source with a budget charges every request to the log's database, where every
+/// process using the log shares it (and a restart finds it): `ingest --once` twice, through
+/// `serve-api`, leaves two charges in `log.db`.
+#[test]
+fn the_api_budget_is_charged_in_the_log_every_process_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = support::free_port();
+    let mut api = support::userstream_bin()
+        .args(["-q", "serve-api", "--addr", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve-api never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = format!("http://127.0.0.1:{port}/api/");
+    for _ in 0..2 {
+        let out = support::userstream_bin()
+            .current_dir(d)
+            .env("USERSTREAM_RANDOMUSER__USERS_PER_WINDOW", "1000")
+            .args(["-q", "--data-dir", "data", "ingest", "--once"])
+            .args(["--url", &url, "--batch-size", "100"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    api.kill().unwrap();
+    api.wait().unwrap();
+    let charged: (i64, i64) = rusqlite::Connection::open(d.join("data/log.db"))
+        .unwrap()
+        .query_row("SELECT count(*), sum(users) FROM api_budget", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(charged, (2, 200));
 }

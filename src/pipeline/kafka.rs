@@ -1,12 +1,12 @@
 //! `run` with `[kafka] brokers` set: ingest -> raw log (outbox) -> relay -> Kafka -> consumer
 //! group -> store, in one process. Other `userstream process` instances may join the group.
 
-use crate::bus::kafka::{KafkaProcessor, Relay};
+use super::{RunSummary, build_source, lock_ingest, open_log, open_store};
 use crate::avro::USER_SCHEMA;
+use crate::bus::kafka::{KafkaProcessor, Relay};
 use crate::config::Config;
 use crate::ingest::{Ingestor, Schedule, run_schedule};
 use crate::log::AppendSignal;
-use super::{RunSummary, build_source, lock_ingest, open_log, open_store};
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
 use crate::supervisor::{Ended, Supervisor, stopped_early};

@@ -142,8 +142,7 @@ pub async fn run_pipeline(
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
     if config.kafka.brokers.is_some() {
-        return kafka::run_kafka_pipeline(config, cancel, show_progress)
-            .await;
+        return kafka::run_kafka_pipeline(config, cancel, show_progress).await;
     }
     let started = Instant::now();
     let _ingest_lock = lock_ingest(config)?;
