@@ -69,8 +69,8 @@ impl AuditReport {
 /// Audits `store` against `log`. On the Kafka path, `relayed` is the topic, the relay's
 /// checkpoint and the end offsets of the topic and its dead-letter topic, checked against the log; `show` caps the ids listed per finding (the
 /// counts are always exact).
-pub fn audit<Q: UserQuery + ?Sized>(
-    log: &mut dyn RawLog,
+pub async fn audit<Q: UserQuery + ?Sized>(
+    log: &dyn RawLog,
     store: &Q,
     relayed: Option<(String, u64, u64)>,
     show: usize,
@@ -81,16 +81,18 @@ pub fn audit<Q: UserQuery + ?Sized>(
     // users of Kafka dead letters whose record is readable JSON.
     let mut dead_seqs = HashSet::new();
     let mut dead_ids = HashSet::new();
-    store.scan_dead_letters(&mut |letter| {
-        report.dead_letters += 1;
-        if letter.log_id == log_id {
-            dead_seqs.insert(letter.log_seq);
-        } else if letter.log_id.starts_with("kafka:") {
-            report.kafka_dead_letters += 1;
-            dead_ids.extend(kafka_user_id(&letter.record));
-        }
-        Ok(())
-    })?;
+    store
+        .scan_dead_letters(&mut |letter| {
+            report.dead_letters += 1;
+            if letter.log_id == log_id {
+                dead_seqs.insert(letter.log_seq);
+            } else if letter.log_id.starts_with("kafka:") {
+                report.kafka_dead_letters += 1;
+                dead_ids.extend(kafka_user_id(&letter.record));
+            }
+            Ok(())
+        })
+        .await?;
     // The log: every user it holds, and those no dead letter accounts for (`expected`, with the
     // first seq that carried each).
     let mut logged: HashSet<Uuid> = HashSet::new();
@@ -98,7 +100,7 @@ pub fn audit<Q: UserQuery + ?Sized>(
     let mut published = 0;
     let mut after = 0;
     loop {
-        let page = log.read_after(after, LOG_PAGE)?;
+        let page = log.read_after(after, LOG_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for record in &page {
@@ -130,16 +132,18 @@ pub fn audit<Q: UserQuery + ?Sized>(
     report.log_users = logged.len() as u64;
     // The store: each id settles an expected user, is a logged user accounted for otherwise
     // (dead-lettered once, stored after a re-drive), or is extra.
-    store.scan_ids(&mut |id| {
-        report.stored_users += 1;
-        if expected.remove(&id).is_none() && !logged.contains(&id) {
-            report.extra_count += 1;
-            if report.extra.len() < show {
-                report.extra.push(id.to_string());
+    store
+        .scan_ids(&mut |id| {
+            report.stored_users += 1;
+            if expected.remove(&id).is_none() && !logged.contains(&id) {
+                report.extra_count += 1;
+                if report.extra.len() < show {
+                    report.extra.push(id.to_string());
+                }
             }
-        }
-        Ok::<(), SinkError>(())
-    })?;
+            Ok::<(), SinkError>(())
+        })
+        .await?;
     let mut missing: Vec<(Uuid, u64)> = expected.into_iter().collect();
     missing.sort_by_key(|(_, seq)| *seq);
     report.missing_count = missing.len() as u64;

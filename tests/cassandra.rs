@@ -73,7 +73,7 @@ async fn run_through_store_outage(
         .expect("the run waits and retries through the outage");
     let (logged, distinct) = support::log_uuids(&cfg.data_dir);
     assert_eq!((logged as u64, distinct.len() as u64), (users, users));
-    let count = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
+    let count = tokio::spawn(async move { open_store(&cfg).await.unwrap().count().await.unwrap() });
     assert_eq!(count.await.unwrap(), users);
     summary
 }
@@ -144,24 +144,31 @@ async fn a_hundred_thousand_users_match_the_embedded_store_and_a_second_run_writ
     );
 
     let (want, got_store) = (embedded.clone(), got.clone());
-    tokio::task::spawn_blocking(move || {
-        let (want, got) = (open_store(&want).unwrap(), open_store(&got_store).unwrap());
-        assert_eq!(got.count().unwrap(), users);
-        let everyone = want.latest(users as usize).unwrap();
+    tokio::spawn(async move {
+        let (want, got) = (
+            open_store(&want).await.unwrap(),
+            open_store(&got_store).await.unwrap(),
+        );
+        assert_eq!(got.count().await.unwrap(), users);
+        let everyone = want.latest(users as usize).await.unwrap();
         assert_eq!(everyone.len() as u64, users);
         assert!(
-            everyone == got.latest(users as usize).unwrap(),
+            everyone == got.latest(users as usize).await.unwrap(),
             "every row field by field, newest first in both stores"
         );
-        assert_eq!(got.latest(10).unwrap(), everyone[..10]);
+        assert_eq!(got.latest(10).await.unwrap(), everyone[..10]);
         let germans = UserFilter {
             country: Some("germany".into()),
             gender: Some("female".into()),
             limit: 700,
         };
-        let found = got.filter(&germans).unwrap();
+        let found = got.filter(&germans).await.unwrap();
         assert_eq!(found.len(), 700);
-        assert_eq!(found, want.filter(&germans).unwrap(), "find answers alike");
+        assert_eq!(
+            found,
+            want.filter(&germans).await.unwrap(),
+            "find answers alike"
+        );
     })
     .await
     .unwrap();
@@ -181,10 +188,12 @@ async fn a_hundred_thousand_users_match_the_embedded_store_and_a_second_run_writ
     // `audit` pages through the 100,000 rows and balances; a row deleted behind the pipeline's
     // back is named.
     let audit = |config: Config| {
-        tokio::task::spawn_blocking(move || {
-            let store = open_store(&config).unwrap();
-            let mut log = userstream::pipeline::open_log(&config).unwrap();
-            userstream::audit::audit(&mut log, &store, None, 5).unwrap()
+        tokio::spawn(async move {
+            let store = open_store(&config).await.unwrap();
+            let log = userstream::pipeline::open_log(&config).await.unwrap();
+            userstream::audit::audit(log.as_ref(), &store, None, 5)
+                .await
+                .unwrap()
         })
     };
     let report = audit(got.clone()).await.unwrap();
@@ -292,18 +301,20 @@ async fn sigkill_with_a_cassandra_store_then_restart_gives_the_same_result() {
     };
     let mut child = run();
     let watch = got.clone();
-    let store = tokio::task::spawn_blocking(move || {
+    let store = tokio::spawn(async move {
         userstream::sink::CassandraStore::open(
             watch.store.cassandra.as_deref().unwrap(),
             &watch.cassandra,
         )
+        .await
         .unwrap()
     })
     .await
     .unwrap();
     let store = std::sync::Arc::new(store);
-    wait_until("rows before the kill", || {
-        tokio::task::block_in_place(|| store.count().unwrap()) >= 2_000
+    support::wait_for("rows before the kill", || {
+        let store = store.clone();
+        async move { store.count().await.unwrap() >= 2_000 }
     })
     .await;
     child.kill().unwrap();
@@ -314,12 +325,16 @@ async fn sigkill_with_a_cassandra_store_then_restart_gives_the_same_result() {
     assert!(status.success());
     let (logged, _) = support::log_uuids(dir.path());
     assert_eq!(logged as u64, users, "no page fetched twice");
-    tokio::task::spawn_blocking(move || {
-        let want = open_store(&want).unwrap();
-        assert_eq!(store.count().unwrap(), users);
-        for row in want.latest(users as usize).unwrap() {
+    tokio::spawn(async move {
+        let want = open_store(&want).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), users);
+        for row in want.latest(users as usize).await.unwrap() {
             assert_eq!(
-                store.get(row.id).unwrap().map(support::without_fetch_time),
+                store
+                    .get(row.id)
+                    .await
+                    .unwrap()
+                    .map(support::without_fetch_time),
                 Some(support::without_fetch_time(row)),
                 "field by field"
             );
@@ -358,7 +373,7 @@ async fn password_authentication_and_tls_against_a_real_node() {
         let mut bad = cfg.clone();
         tweak(&mut bad);
         async move {
-            let err = tokio::task::spawn_blocking(move || open_store(&bad).err())
+            let err = tokio::spawn(async move { open_store(&bad).await.err() })
                 .await
                 .unwrap()
                 .expect("refused");
@@ -383,6 +398,6 @@ async fn password_authentication_and_tls_against_a_real_node() {
         .await
         .unwrap();
     assert_eq!(summary.process.rows, users);
-    let count = tokio::task::spawn_blocking(move || open_store(&cfg).unwrap().count().unwrap());
+    let count = tokio::spawn(async move { open_store(&cfg).await.unwrap().count().await.unwrap() });
     assert_eq!(count.await.unwrap(), users);
 }

@@ -264,8 +264,8 @@ fn a_new_batch_size_for_a_fetched_seed_is_refused() {
 /// `dlq redrive` after a fix: a dead letter whose record now passes is stored and leaves the
 /// queue; one that still fails stays, with its current reason; `--reason` selects, `--dry-run`
 /// writes nothing, and a second re-drive changes nothing.
-#[test]
-fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
     use userstream::log::{AppendBatch, RawLog, SqliteLog};
     use userstream::sink::{Commit, DeadLetter, Sink, SqliteStore};
     let dir = tempfile::tempdir().unwrap();
@@ -274,7 +274,7 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
     std::fs::create_dir_all(&data).unwrap();
     let mut records = support::redacted_users("redrive", 2);
     records.push(r#"{"login":{"uuid":"not-a-uuid"}}"#.to_owned());
-    let mut log = SqliteLog::open(&data.join("log.db")).unwrap();
+    let log = SqliteLog::open(&data.join("log.db")).unwrap();
     log.append(AppendBatch {
         run_id: "run",
         source: "test",
@@ -282,6 +282,7 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
         records,
         cursor: None,
     })
+    .await
     .unwrap();
     assert!(userstream(d, &["process"]).status.success());
     assert_eq!(stdout(&userstream(d, &["dlq", "count"])).trim(), "1");
@@ -294,7 +295,7 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
         (&2.into(), &1.into())
     );
     // As a since-fixed bug would have left it: user 2, dead-lettered for a wrong reason.
-    let mut store = SqliteStore::open(&data.join("store.db")).unwrap();
+    let store = SqliteStore::open(&data.join("store.db")).unwrap();
     let second = support::redacted_users("redrive", 2).pop().unwrap();
     let id = serde_json::from_str::<serde_json::Value>(&second).unwrap()["login"]["uuid"]
         .as_str()
@@ -319,6 +320,7 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
             log_id: log.log_id(),
             position: None,
         })
+        .await
         .unwrap();
     assert_eq!(stdout(&userstream(d, &["query", "count"])).trim(), "1");
     // A logged user that is dead-lettered rather than stored still balances.
@@ -386,8 +388,8 @@ fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
 
 /// `audit` balances after a clean run, and names what breaks the balance: a deleted row
 /// (missing) and a row that was never logged (extra).
-#[test]
-fn audit_balances_and_names_what_is_missing_or_extra() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_balances_and_names_what_is_missing_or_extra() {
     use userstream::sink::{Commit, Sink, SqliteStore};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -432,6 +434,7 @@ fn audit_balances_and_names_what_is_missing_or_extra() {
             log_id: "elsewhere",
             position: None,
         })
+        .await
         .unwrap();
 
     let broken = userstream(d, &["audit"]);

@@ -242,15 +242,16 @@ async fn a_failed_page_writes_nothing_and_keeps_the_cursor() {
         "run".into(),
         AppendSignal::new(),
     )
+    .await
     .unwrap();
     let err = ingestor.ingest_page().await.unwrap_err();
     assert!(err.to_string().contains("truncated JSON"), "{err}");
     assert_eq!(ingestor.cursor().next_page, 1);
-    let mut check = SqliteLog::open(&dir.path().join("log.db")).unwrap();
-    assert_eq!(check.last_seq().unwrap(), 0);
+    let check = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+    assert_eq!(check.last_seq().await.unwrap(), 0);
     // The next attempt asks for the same page and keeps it whole.
     assert_eq!(ingestor.ingest_page().await.unwrap(), 5);
-    assert_eq!(check.last_seq().unwrap(), 5);
+    assert_eq!(check.last_seq().await.unwrap(), 5);
     assert!(server.requests()[4].target.contains("page=1"));
 }
 

@@ -67,11 +67,11 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     assert_eq!(originals.len() as u64, USERS);
 
     let store = SqliteStore::open(&config.store_path()).unwrap();
-    assert_eq!(store.count().unwrap(), USERS);
+    assert_eq!(store.count().await.unwrap(), USERS);
     let ran_until = chrono::Utc::now();
     for original in &originals {
         let id = transform(&original.to_string(), ran_until).unwrap().id;
-        let stored = store.get(id).unwrap().expect("user stored");
+        let stored = store.get(id).await.unwrap().expect("user stored");
         // Stamped with the time its page was fetched, during the run.
         assert!(
             stored.timestamp >= started_at && stored.timestamp <= ran_until,
@@ -107,9 +107,10 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
 
     // Replay: the first 500 records again, plus poison. Duplicates change nothing, poison goes
     // to the dead-letter table with its reason, and the rest of the batch is still stored.
-    let mut log = SqliteLog::open(&config.log_path()).unwrap();
+    let log = SqliteLog::open(&config.log_path()).unwrap();
     let mut records: Vec<String> = log
         .read_after(0, 500)
+        .await
         .unwrap()
         .into_iter()
         .map(|r| r.record)
@@ -129,6 +130,7 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
         records,
         cursor: None,
     })
+    .await
     .unwrap();
     let signal = AppendSignal::new();
     signal.close();
@@ -136,6 +138,7 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     let sink = SqliteStore::open(&config.store_path()).unwrap();
     let replay = Processor::new(reader, sink, config.processor_config())
         .run(&signal)
+        .await
         .unwrap();
     assert_eq!(
         (replay.records, replay.rows, replay.dead_letters),
@@ -153,10 +156,11 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
         valid,
         "store holds exactly the distinct ids of the log"
     );
-    assert_eq!(store.count().unwrap(), USERS);
+    assert_eq!(store.count().await.unwrap(), USERS);
 
     let reasons: BTreeSet<String> = store
         .dead_letters(10)
+        .await
         .unwrap()
         .into_iter()
         .map(|d| d.reason)

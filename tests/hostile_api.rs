@@ -97,7 +97,7 @@ async fn no_spelling_of_a_key_lets_a_credential_through() {
     assert_eq!(summary.process.rows, (users - rejected) as u64);
 
     let store = SqliteStore::open(&config.store_path()).unwrap();
-    let letters = store.dead_letters(users).unwrap();
+    let letters = store.dead_letters(users).await.unwrap();
     for (how, why) in SPELLINGS {
         let Some(why) = why else { continue };
         let matching = letters.iter().filter(|l| l.reason.contains(why)).count();

@@ -327,13 +327,12 @@ async fn readiness_names_the_registry_when_it_is_gone() {
     userstream::bus::kafka::topics::ensure_topics(&options)
         .await
         .unwrap();
-    let readiness = tokio::task::block_in_place(|| {
-        userstream::pipeline::endpoints::readiness(&support::kafka::path_config(
-            dir.path(),
-            &options,
-        ))
-        .unwrap()
-    });
+    let readiness = userstream::pipeline::endpoints::readiness(&support::kafka::path_config(
+        dir.path(),
+        &options,
+    ))
+    .await
+    .unwrap();
     support::wait_until_ready(&readiness, "start-up").await;
     stop.cancel();
     registry.await.unwrap().unwrap();

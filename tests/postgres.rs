@@ -52,16 +52,21 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
         "nothing written locally"
     );
 
-    // The stores' clients are blocking: check from a blocking thread.
-    tokio::task::spawn_blocking(move || {
-        let (w, g) = (open_store(&embedded).unwrap(), open_store(&remote).unwrap());
-        assert_eq!(g.count().unwrap(), users);
-        let everyone = w.latest(users as usize).unwrap();
+    tokio::spawn(async move {
+        let (w, g) = (
+            open_store(&embedded).await.unwrap(),
+            open_store(&remote).await.unwrap(),
+        );
+        assert_eq!(g.count().await.unwrap(), users);
+        let everyone = w.latest(users as usize).await.unwrap();
         assert_eq!(everyone.len() as u64, users);
         // Two runs fetched the same users at different times: every column but that matches.
         for row in everyone {
             assert_eq!(
-                g.get(row.id).unwrap().map(support::without_fetch_time),
+                g.get(row.id)
+                    .await
+                    .unwrap()
+                    .map(support::without_fetch_time),
                 Some(support::without_fetch_time(row)),
                 "field by field"
             );
@@ -73,12 +78,14 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
         };
         let mut a: Vec<_> = w
             .filter(&filter)
+            .await
             .unwrap()
             .into_iter()
             .map(|r| r.id)
             .collect();
         let mut b: Vec<_> = g
             .filter(&filter)
+            .await
             .unwrap()
             .into_iter()
             .map(|r| r.id)
@@ -87,12 +94,14 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
         b.sort();
         assert!(!a.is_empty());
         assert_eq!(a, b, "find answers the same on both stores");
-        assert_eq!(g.dead_letter_count().unwrap(), 0);
+        assert_eq!(g.dead_letter_count().await.unwrap(), 0);
 
         // `audit` pages through the PostgreSQL log and store (5,000 ids a page) and balances;
         // one row deleted behind its back is named.
-        let mut log = open_log(&remote).unwrap();
-        let report = userstream::audit::audit(&mut log, &g, None, 5).unwrap();
+        let log = open_log(&remote).await.unwrap();
+        let report = userstream::audit::audit(log.as_ref(), &g, None, 5)
+            .await
+            .unwrap();
         assert!(report.balanced(), "{report:?}");
         assert_eq!((report.log_users, report.stored_users), (users, users));
         let victim = a[0];
@@ -105,7 +114,9 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
             .status()
             .unwrap();
         assert!(deleted.success());
-        let report = userstream::audit::audit(&mut log, &g, None, 5).unwrap();
+        let report = userstream::audit::audit(log.as_ref(), &g, None, 5)
+            .await
+            .unwrap();
         assert!(!report.balanced());
         assert_eq!(report.missing_count, 1);
         assert_eq!(report.missing[0].0, victim.to_string());
@@ -181,8 +192,8 @@ fn a_store_outage_makes_the_pipeline_wait_and_lose_nothing() {
     assert_eq!((logged as u64, distinct.len() as u64), (users, users));
 }
 
-#[test]
-fn sigkill_with_postgres_log_and_store_then_restart_gives_the_same_result() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_postgres_log_and_store_then_restart_gives_the_same_result() {
     let pg = TestPostgres::start();
     let users = 10_000;
     let reference = tempfile::tempdir().unwrap();
@@ -209,19 +220,26 @@ fn sigkill_with_postgres_log_and_store_then_restart_gives_the_same_result() {
         data_dir: reference.path().to_path_buf(),
         ..Config::default()
     };
-    let want = open_store(&config).unwrap();
+    let want = open_store(&config).await.unwrap();
     config.store.postgres = Some(env[0].1.clone());
     config.log.postgres = Some(env[1].1.clone());
-    let got = open_store(&config).unwrap();
-    assert_eq!(got.count().unwrap(), users);
-    for row in want.latest(users as usize).unwrap() {
+    let got = open_store(&config).await.unwrap();
+    assert_eq!(got.count().await.unwrap(), users);
+    for row in want.latest(users as usize).await.unwrap() {
         assert_eq!(
-            got.get(row.id).unwrap().map(support::without_fetch_time),
+            got.get(row.id)
+                .await
+                .unwrap()
+                .map(support::without_fetch_time),
             Some(support::without_fetch_time(row))
         );
     }
-    let mut log = open_log(&config).unwrap();
-    assert_eq!(log.last_seq().unwrap(), users, "no page appended twice");
+    let log = open_log(&config).await.unwrap();
+    assert_eq!(
+        log.last_seq().await.unwrap(),
+        users,
+        "no page appended twice"
+    );
 }
 
 /// TLS to PostgreSQL, for real: a server with `ssl=on` and a certificate the test made. Without
@@ -237,7 +255,7 @@ async fn postgres_over_tls_verifies_the_server_and_encrypts() {
     cfg.store.postgres = Some(pg.tls_url("tls"));
 
     let untrusted = cfg.clone();
-    let refused = tokio::task::spawn_blocking(move || open_store(&untrusted).err())
+    let refused = tokio::spawn(async move { open_store(&untrusted).await.err() })
         .await
         .unwrap()
         .expect("a self-signed server is refused without its certificate as ca_file");
@@ -251,9 +269,9 @@ async fn postgres_over_tls_verifies_the_server_and_encrypts() {
     assert_eq!(summary.process.rows, users);
 
     let (url, plain) = (cfg.clone(), pg.url("tls"));
-    tokio::task::spawn_blocking(move || {
-        let store = open_store(&url).unwrap(); // holds a pooled connection open
-        assert_eq!(store.count().unwrap(), users);
+    tokio::spawn(async move {
+        let store = open_store(&url).await.unwrap(); // holds a pooled connection open
+        assert_eq!(store.count().await.unwrap(), users);
         let out = Command::new("psql")
             .args([
                 plain.as_str(),
@@ -273,21 +291,27 @@ async fn postgres_over_tls_verifies_the_server_and_encrypts() {
 }
 
 /// The API budget kept in a PostgreSQL log is one budget for every process using that log.
-#[test]
-fn the_api_budget_is_shared_through_a_postgres_log() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_budget_is_shared_through_a_postgres_log() {
     let pg = TestPostgres::start();
     let url = pg.database("budget");
-    let open = || userstream::log::PostgresLog::open(&url, &Default::default()).unwrap();
-    let (mut first, mut second) = (open(), open());
+    let open = || async {
+        userstream::log::PostgresLog::open(&url, &Default::default())
+            .await
+            .unwrap()
+    };
+    let (first, second) = (open().await, open().await);
     let window = Duration::from_secs(300);
     assert_eq!(
         first
             .spend_budget("randomuser.me", 600, 1000, window)
+            .await
             .unwrap(),
         None
     );
     let wait = second
         .spend_budget("randomuser.me", 600, 1000, window)
+        .await
         .unwrap()
         .expect("the other process spent the window");
     assert!(
@@ -297,12 +321,15 @@ fn the_api_budget_is_shared_through_a_postgres_log() {
     assert_eq!(
         second
             .spend_budget("randomuser.me", 400, 1000, window)
+            .await
             .unwrap(),
         None
     );
     assert!(
         open()
+            .await
             .spend_budget("randomuser.me", 1, 1000, window)
+            .await
             .unwrap()
             .is_some()
     );
@@ -310,20 +337,31 @@ fn the_api_budget_is_shared_through_a_postgres_log() {
 
 /// Two ingests into one PostgreSQL log would read one cursor and fetch every page twice: the
 /// second is refused while the first holds the log's lock, and the lock goes with its holder.
-#[test]
-fn a_second_ingest_into_a_postgres_log_is_refused() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ingest_into_a_postgres_log_is_refused() {
     use userstream::ingest::writer_lock::WriterLock;
     let pg = TestPostgres::start();
     let url = pg.database("locked");
-    let first = WriterLock::acquire_postgres(&url, &Default::default()).unwrap();
-    let err = WriterLock::acquire_postgres(&url, &Default::default()).unwrap_err();
+    let first = WriterLock::acquire_postgres(&url, &Default::default())
+        .await
+        .unwrap();
+    let err = WriterLock::acquire_postgres(&url, &Default::default())
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("already ingesting into the PostgreSQL log"),
         "{err}"
     );
+    // The lock lives in the holder's session: once its connection is gone (the server sees
+    // the socket close a moment later), the next ingest gets it.
     drop(first);
-    WriterLock::acquire_postgres(&url, &Default::default()).unwrap();
+    support::wait_for("the lock to go with its holder", || async {
+        WriterLock::acquire_postgres(&url, &Default::default())
+            .await
+            .is_ok()
+    })
+    .await;
 }
 
 /// `/readyz`'s probes with PostgreSQL as the log and the store: ready while the server is up,
@@ -336,9 +374,9 @@ async fn readiness_names_the_log_and_the_store_while_postgres_is_down() {
     let mut config = config(dir.path(), 100);
     config.log.postgres = Some(pg.database("ready_log"));
     config.store.postgres = Some(pg.database("ready_store"));
-    let readiness = tokio::task::block_in_place(|| {
-        userstream::pipeline::endpoints::readiness(&config).unwrap()
-    });
+    let readiness = userstream::pipeline::endpoints::readiness(&config)
+        .await
+        .unwrap();
     assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
     tokio::task::block_in_place(|| pg.stop_server());
     assert_eq!(support::not_ready(&readiness).await, ["log", "store"]);

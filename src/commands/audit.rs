@@ -16,19 +16,24 @@ pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
             config.log_path().display()
         );
     }
-    let store = open_store(config)?;
-    let mut log = crate::pipeline::open_log(config)?;
-    let relayed = match &config.kafka.brokers {
-        Some(_) => {
-            let topic = &config.kafka.topic;
-            let checkpoint = log.checkpoint(&checkpoint_name(topic))?;
-            let end = crate::bus::kafka::topics::end_offsets(&config.kafka, topic)?
-                + crate::bus::kafka::topics::end_offsets(&config.kafka, &config.kafka.dlq_topic)?;
-            Some((topic.clone(), checkpoint, end))
-        }
-        None => None,
-    };
-    let report = audit(&mut log, &store, relayed, args.show)?;
+    let report = super::runtime()?.block_on(async {
+        let store = open_store(config).await?;
+        let log = crate::pipeline::open_log(config).await?;
+        let relayed = match &config.kafka.brokers {
+            Some(_) => {
+                let topic = &config.kafka.topic;
+                let checkpoint = log.checkpoint(&checkpoint_name(topic)).await?;
+                let end = crate::bus::kafka::topics::end_offsets(&config.kafka, topic)?
+                    + crate::bus::kafka::topics::end_offsets(
+                        &config.kafka,
+                        &config.kafka.dlq_topic,
+                    )?;
+                Some((topic.clone(), checkpoint, end))
+            }
+            None => None,
+        };
+        audit(log.as_ref(), &store, relayed, args.show).await
+    })?;
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Table => print_report(&report),

@@ -8,7 +8,11 @@ use crate::process::redrive::{RedriveOptions, RedriveOutcome, redrive};
 use crate::sink::{AnyStore, UserQuery};
 
 pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
-    let mut store = open_store(config)?;
+    super::runtime()?.block_on(dlq(config, args))
+}
+
+async fn dlq(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
     match args.command {
         DlqCommand::Redrive {
             reason,
@@ -19,7 +23,7 @@ pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
                 reason_contains: reason,
                 dry_run,
             };
-            let outcomes = redrive_store(config, &mut store, &options)?;
+            let outcomes = redrive_store(config, &store, &options).await?;
             match format {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
                 OutputFormat::Table => {
@@ -51,9 +55,9 @@ pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
                 count("skipped"),
             );
         }
-        DlqCommand::Count => println!("{}", store.dead_letter_count()?),
+        DlqCommand::Count => println!("{}", store.dead_letter_count().await?),
         DlqCommand::List { limit, format } => {
-            let letters = store.dead_letters(limit)?;
+            let letters = store.dead_letters(limit).await?;
             match format {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&letters)?),
                 OutputFormat::Table => {
@@ -78,48 +82,23 @@ pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
 
 /// Re-drives with this data directory's log, if it has one, and (on the Kafka path) the
 /// configured registry to decode dead-lettered messages with.
-fn redrive_store(
+async fn redrive_store(
     config: &Config,
-    store: &mut AnyStore,
+    store: &AnyStore,
     options: &RedriveOptions,
 ) -> anyhow::Result<Vec<RedriveOutcome>> {
-    let mut log = if config.log.postgres.is_some() || config.log_path().is_file() {
-        Some(crate::pipeline::open_log(config)?)
+    let log = if config.log.postgres.is_some() || config.log_path().is_file() {
+        Some(crate::pipeline::open_log(config).await?)
     } else {
         None
     };
-    let runtime = super::runtime()?;
     let registry = match config.kafka.brokers {
-        Some(_) => runtime
-            .block_on(registry_url(config))?
+        Some(_) => registry_url(config)
+            .await?
             .map(|url| crate::registry::RegistryClient::new(&url)),
         None => None,
     };
-    let retries = std::sync::atomic::AtomicU64::new(0);
-    let mut decode = |payload: &[u8]| -> Result<Result<String, String>, String> {
-        let registry = registry
-            .as_ref()
-            .expect("decoder only given with a registry");
-        runtime
-            .block_on(crate::bus::kafka::consumer::decode_record(
-                registry,
-                payload,
-                &retries,
-                std::time::Duration::ZERO,
-            ))
-            .map(|decoded| decoded.map_err(|rejected| rejected.reason))
-            .map_err(|e| e.to_string())
-    };
-    let decoder: crate::process::redrive::KafkaDecoder<'_> = match registry {
-        Some(_) => Some(&mut decode),
-        None => None,
-    };
-    redrive(
-        store,
-        log.as_mut().map(|l| l as &mut dyn crate::log::RawLog),
-        decoder,
-        options,
-    )
+    redrive(store.as_ref(), log.as_deref(), registry.as_ref(), options).await
 }
 
 /// The registry to decode dead-lettered messages with. An external one (`[registry] url`) is

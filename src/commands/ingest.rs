@@ -14,15 +14,16 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     let max_pages = (args.once || config.ingest.max_users.is_none()).then_some(1);
     config.validate()?;
     runtime()?.block_on(async {
-        let _ingest_lock = lock_ingest(&config)?;
-        let log = open_log(&config)?;
+        let _ingest_lock = lock_ingest(&config).await?;
+        let log = open_log(&config).await?;
         let mut ingestor = Ingestor::new(
-            build_source(&config)?,
+            build_source(&config).await?,
             log,
             &config.page_settings(),
             uuid::Uuid::new_v4().to_string(),
             AppendSignal::new(),
-        )?;
+        )
+        .await?;
         let schedule = Schedule {
             interval: Duration::ZERO,
             max_users: config.ingest.max_users,

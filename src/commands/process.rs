@@ -15,39 +15,40 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     if config.kafka.brokers.is_some() {
         return consume_kafka(config, args);
     }
-    let reader = open_log(&config)?;
-    let store = open_store(&config)?;
-    let mut processor = Processor::new(reader, store, config.processor_config());
-    let signal = AppendSignal::new();
-    // Without --follow the processor drains the log once and stops; with it, until Ctrl-C.
-    let rt = runtime()?;
-    let http_done = CancellationToken::new();
-    let mut server = None;
-    if args.follow {
-        let cancel = rt.block_on(async { shutdown_on_signal() });
-        server = rt.block_on(serve_while_following(&config, &cancel, &http_done))?;
-        let closer = signal.clone();
-        rt.spawn(async move {
-            cancel.cancelled().await;
-            closer.close();
-        });
-    } else {
-        signal.close();
-    }
-    let summary = processor.run(&signal);
-    http_done.cancel();
-    if let Some(server) = server {
-        rt.block_on(server).context("the HTTP server panicked")??;
-    }
-    let summary = summary?;
-    tracing::info!(
-        processed = summary.records,
-        stored = summary.rows,
-        dead_lettered = summary.dead_letters,
-        log_position = summary.position,
-        "processing stopped"
-    );
-    Ok(())
+    runtime()?.block_on(async {
+        let reader = open_log(&config).await?;
+        let store = open_store(&config).await?;
+        let mut processor = Processor::new(reader, store, config.processor_config());
+        let signal = AppendSignal::new();
+        // Without --follow the processor drains the log once and stops; with it, until Ctrl-C.
+        let http_done = CancellationToken::new();
+        let mut server = None;
+        if args.follow {
+            let cancel = shutdown_on_signal();
+            server = serve_while_following(&config, &cancel, &http_done).await?;
+            let closer = signal.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                closer.close();
+            });
+        } else {
+            signal.close();
+        }
+        let summary = processor.run(&signal).await;
+        http_done.cancel();
+        if let Some(server) = server {
+            server.await.context("the HTTP server panicked")??;
+        }
+        let summary = summary?;
+        tracing::info!(
+            processed = summary.records,
+            stored = summary.rows,
+            dead_lettered = summary.dead_letters,
+            log_position = summary.position,
+            "processing stopped"
+        );
+        Ok(())
+    })
 }
 
 /// With `[kafka] brokers`: join the consumer group; until caught up, or until Ctrl-C with
@@ -57,7 +58,7 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         crate::bus::kafka::topics::ensure_topics(&config.kafka).await?;
-        let mut processor = KafkaProcessor::new(open_store(&config)?, &config.kafka)?
+        let mut processor = KafkaProcessor::new(open_store(&config).await?, &config.kafka)?
             .with_commit_attempts(config.process.commit_attempts);
         let stats = processor.stats();
         let cancel = shutdown_on_signal();

@@ -8,7 +8,7 @@ use anyhow::bail;
 
 /// Opens the configured store for reading; a missing embedded store is an error, not a new
 /// empty one.
-pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     let path = config.store_path();
     if config.store.postgres.is_none() && config.store.cassandra.is_none() && !path.is_file() {
         bail!(
@@ -16,20 +16,24 @@ pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
             path.display()
         );
     }
-    crate::pipeline::open_store(config)
+    crate::pipeline::open_store(config).await
 }
 
 pub fn execute(config: &Config, args: QueryArgs) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    super::runtime()?.block_on(query(config, args))
+}
+
+async fn query(config: &Config, args: QueryArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
     match args.query {
         Query::Count => {
-            let count = store.count()?;
+            let count = store.count().await?;
             match args.format {
                 OutputFormat::Json => println!("{}", serde_json::json!({ "count": count })),
                 OutputFormat::Table => println!("{count}"),
             }
         }
-        Query::Get { id } => match store.get(id)? {
+        Query::Get { id } => match store.get(id).await? {
             Some(row) => match args.format {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&row)?),
                 OutputFormat::Table => {
@@ -40,7 +44,7 @@ pub fn execute(config: &Config, args: QueryArgs) -> anyhow::Result<()> {
             },
             None => bail!("no user with id {id}"),
         },
-        Query::Latest { n } => print_users(&store.latest(n)?, args.format)?,
+        Query::Latest { n } => print_users(&store.latest(n).await?, args.format)?,
         Query::Find {
             country,
             gender,
@@ -51,7 +55,7 @@ pub fn execute(config: &Config, args: QueryArgs) -> anyhow::Result<()> {
                 gender,
                 limit,
             };
-            print_users(&store.filter(&filter)?, args.format)?;
+            print_users(&store.filter(&filter).await?, args.format)?;
         }
     }
     Ok(())

@@ -78,16 +78,17 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
     /// its own (page *p* of size *n* is the first *n* users of page *p*'s stream, whatever *n*),
     /// so pages of a new size would hand back users already fetched. A seed given explicitly is
     /// then refused ([`IngestError::PageSizeChange`]); without one, a new seed starts.
-    pub fn new(
+    pub async fn new(
         source: S,
-        mut log: L,
+        log: L,
         settings: &PageSettings,
         run_id: String,
         signal: AppendSignal,
     ) -> Result<Self, IngestError> {
         let source_key = source.key();
         let stored = log
-            .cursor(&source_key)?
+            .cursor(&source_key)
+            .await?
             .filter(|c| settings.seed.as_ref().is_none_or(|s| *s == c.seed));
         let fresh = || IngestCursor {
             seed: settings
@@ -143,10 +144,16 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
     }
 
     /// Fetches the next page and appends it; returns the number of records appended.
-    ///
-    /// Cancel-safe: the only await point is the fetch, so dropping the future never interrupts an
-    /// append, and a dropped fetch leaves the cursor where it was.
     pub async fn ingest_page(&mut self) -> Result<u64, IngestError> {
+        match self.fetch_page().await? {
+            Some(page) => self.append_page(page).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Fetches the next page (`None`: the API answered with no users, and the same page is asked
+    /// for again next time). Cancel-safe: dropping it leaves the cursor where it was.
+    pub async fn fetch_page(&mut self) -> Result<Option<FetchedPage>, IngestError> {
         let request = FetchRequest {
             results: self.cursor.page_size,
             seed: &self.cursor.seed,
@@ -172,36 +179,50 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
                 page = self.cursor.next_page,
                 "API returned no users; will ask again"
             );
-            return Ok(0);
+            return Ok(None);
         }
+        Ok(Some(FetchedPage {
+            page,
+            fetched_at_micros,
+        }))
+    }
+
+    /// Strips credentials and appends a fetched page with the cursor after it, in one
+    /// transaction; returns the number of records appended. Not to be cancelled: the append
+    /// runs to its end on the log's side whatever the caller does, and only this call moves the
+    /// cursor in memory and wakes readers, so a caller that stopped waiting would fetch the
+    /// page again (the schedule never cancels it; see [`run_schedule`]).
+    pub async fn append_page(&mut self, fetched: FetchedPage) -> Result<u64, IngestError> {
         let next = IngestCursor {
             next_page: self.cursor.next_page + 1,
             ..self.cursor.clone()
         };
-        let count = page.records.len() as u64;
-        // Synchronous on purpose (see the cancel-safety note above); SQLite blocks anyway.
-        let last = tokio::task::block_in_place(|| {
-            let records = page
-                .records
-                .iter()
-                .map(|r| match redact_credentials(r) {
-                    Redacted::Clean(record) => record,
-                    Redacted::Withheld { record, reason } => {
-                        // The reason names keys, never values; the record goes on to be
-                        // dead-lettered with it.
-                        tracing::warn!(page = self.cursor.next_page, %reason, "withheld a record");
-                        record
-                    }
-                })
-                .collect();
-            self.log.append(AppendBatch {
+        let count = fetched.page.records.len() as u64;
+        let page_number = self.cursor.next_page;
+        let records = fetched
+            .page
+            .records
+            .iter()
+            .map(|r| match redact_credentials(r) {
+                Redacted::Clean(record) => record,
+                Redacted::Withheld { record, reason } => {
+                    // The reason names keys, never values; the record goes on to be
+                    // dead-lettered with it.
+                    tracing::warn!(page = page_number, %reason, "withheld a record");
+                    record
+                }
+            })
+            .collect();
+        let last = self
+            .log
+            .append(AppendBatch {
                 run_id: &self.run_id,
                 source: &self.source_key,
-                fetched_at_micros,
+                fetched_at_micros: fetched.fetched_at_micros,
                 records,
                 cursor: Some((&self.source_key, next.clone())),
             })
-        })?;
+            .await?;
         self.cursor = next;
         self.stats.pages.fetch_add(1, Relaxed);
         self.stats.records.fetch_add(count, Relaxed);
@@ -216,4 +237,10 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
         }
         Ok(count)
     }
+}
+
+/// A page fetched and not yet appended, with when it was received.
+pub struct FetchedPage {
+    page: crate::source::Page,
+    fetched_at_micros: i64,
 }

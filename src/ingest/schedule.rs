@@ -60,10 +60,17 @@ pub async fn run_schedule<S: Source, L: RawLog>(
                 _ = ticker.tick() => {}
             }
         }
-        let result = tokio::select! {
+        // Only the fetch is cancelled: a page once fetched is appended whole, so that the log,
+        // the cursor and the readers' wake-up never disagree.
+        let fetched = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            result = ingestor.ingest_page() => result,
+            fetched = ingestor.fetch_page() => fetched,
+        };
+        let result = match fetched {
+            Ok(Some(page)) => ingestor.append_page(page).await,
+            Ok(None) => Ok(0),
+            Err(err) => Err(err),
         };
         match result {
             Ok(users) => {

@@ -91,11 +91,11 @@ impl WriterLock {
     }
 
     /// Takes the ingest lock of the PostgreSQL log at `url`, or says it is held.
-    pub fn acquire_postgres(
+    pub async fn acquire_postgres(
         url: &str,
         options: &crate::postgres::PostgresOptions,
     ) -> Result<Self, WriterLockError> {
-        match crate::log::postgres::PostgresIngestLock::try_acquire(url, options)? {
+        match crate::log::postgres::PostgresIngestLock::try_acquire(url, options).await? {
             Some(lock) => Ok(Self {
                 _held: Held::Postgres(Box::new(lock)),
             }),

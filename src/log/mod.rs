@@ -4,12 +4,10 @@
 //! paging cursor in one transaction); processors read it by sequence number and keep their own
 //! position next to the rows they write. Later buses (Kafka) relay from it as an outbox.
 
-pub mod any;
 pub mod postgres;
 pub mod signal;
 pub mod sqlite;
 
-pub use any::AnyLog;
 pub use postgres::PostgresLog;
 pub use signal::AppendSignal;
 pub use sqlite::SqliteLog;
@@ -62,37 +60,80 @@ pub struct AppendBatch<'a> {
     pub cursor: Option<(&'a str, IngestCursor)>,
 }
 
-/// A durable, ordered log of raw records. Implementations are blocking; async callers use
-/// `spawn_blocking`.
-pub trait RawLog: Send {
+/// A durable, ordered log of raw records. Async, and shared by reference (`&self`): a log is a
+/// handle to a database (SQLite on a thread of its own, a PostgreSQL pool), so ingest, the
+/// processor, the relay and the readiness probe each hold one without a runtime of their own.
+#[async_trait::async_trait]
+pub trait RawLog: Send + Sync {
     /// Identifies this log instance, so a consumer position can't be applied to a different log.
     fn log_id(&self) -> &str;
     /// Appends the batch and its cursor atomically; returns the last sequence number written, or
-    /// `None` for an empty batch that only moved the cursor.
-    fn append(&mut self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError>;
+    /// `None` for an empty batch that only moved the cursor. Once called, the append runs to its
+    /// end even if the caller's future is dropped (it is handed to the database's own thread or
+    /// connection), so ingest treats it as done or failed, never as half-done.
+    async fn append(&self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError>;
     /// Up to `limit` records with `seq > after`, in order.
-    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError>;
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError>;
     /// The highest sequence number written so far (0 when empty).
-    fn last_seq(&mut self) -> Result<u64, LogError>;
+    async fn last_seq(&self) -> Result<u64, LogError>;
     /// Charges `users` to the API budget `key` if they fit in its sliding `window` of `limit`
     /// users (or nothing is charged in it yet), and answers `None`; else charges nothing and
     /// answers how long until the oldest charge leaves the window. Atomic across every process
     /// sharing the log, and kept across restarts: a crash-looping `run` or a scheduler's
     /// `ingest --once` cannot start with a fresh budget. Times are wall-clock, as they must
     /// compare between processes.
-    fn spend_budget(
-        &mut self,
+    async fn spend_budget(
+        &self,
         key: &str,
         users: u32,
         limit: u32,
         window: std::time::Duration,
     ) -> Result<Option<std::time::Duration>, LogError>;
     /// The stored cursor of a source, if any.
-    fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError>;
+    async fn cursor(&self, key: &str) -> Result<Option<IngestCursor>, LogError>;
     /// How far a named reader that keeps its position in the log has got (the Kafka relay:
     /// the outbox's "published up to"); 0 if it never saved one.
-    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError>;
-    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError>;
+    async fn checkpoint(&self, name: &str) -> Result<u64, LogError>;
+    async fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError>;
+}
+
+/// The configured log, whichever backend: shared by every task of a process that uses it.
+pub type Log = std::sync::Arc<dyn RawLog>;
+
+/// A shared log is a log: components take any `RawLog`, a concrete one in tests or the
+/// configured [`Log`].
+#[async_trait::async_trait]
+impl<T: RawLog + ?Sized> RawLog for std::sync::Arc<T> {
+    fn log_id(&self) -> &str {
+        (**self).log_id()
+    }
+    async fn append(&self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
+        (**self).append(batch).await
+    }
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+        (**self).read_after(after, limit).await
+    }
+    async fn last_seq(&self) -> Result<u64, LogError> {
+        (**self).last_seq().await
+    }
+    async fn spend_budget(
+        &self,
+        key: &str,
+        users: u32,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, LogError> {
+        (**self).spend_budget(key, users, limit, window).await
+    }
+    async fn cursor(&self, key: &str) -> Result<Option<IngestCursor>, LogError> {
+        (**self).cursor(key).await
+    }
+    async fn checkpoint(&self, name: &str) -> Result<u64, LogError> {
+        (**self).checkpoint(name).await
+    }
+    async fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        (**self).set_checkpoint(name, seq).await
+    }
 }
 
 /// Wall-clock microseconds since the epoch, for budget charges that processes compare.

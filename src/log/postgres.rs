@@ -61,20 +61,24 @@ pub struct PostgresIngestLock {
 
 impl PostgresIngestLock {
     /// Takes the lock, or answers `None` when another process holds it.
-    pub fn try_acquire(url: &str, options: &PostgresOptions) -> Result<Option<Self>, LogError> {
+    pub async fn try_acquire(
+        url: &str,
+        options: &PostgresOptions,
+    ) -> Result<Option<Self>, LogError> {
         let options = PostgresOptions {
             pool_size: Some(1),
             ..options.clone()
         };
-        let pg = Postgres::connect(url, &options)?;
-        let client = pg.block_on(async {
+        let pg = Postgres::connect(url, &options).await?;
+        let client = async {
             let client = pg.pool().get().await?;
             let row = client
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&INGEST_LOCK])
                 .await
                 .map_err(PgError::op("take ingest lock"))?;
             Ok::<_, PgError>(row.get::<_, bool>(0).then_some(client))
-        })?;
+        }
+        .await?;
         Ok(client.map(|client| Self {
             _client: client,
             _pg: pg,
@@ -94,10 +98,10 @@ pub struct PostgresLog {
 }
 
 impl PostgresLog {
-    pub fn open(url: &str, options: &PostgresOptions) -> Result<Self, LogError> {
-        let pg = Postgres::connect(url, options)?;
-        migrate(&pg, "log", MIGRATIONS)?;
-        let log_id = pg.block_on(async {
+    pub async fn open(url: &str, options: &PostgresOptions) -> Result<Self, LogError> {
+        let pg = Postgres::connect(url, options).await?;
+        migrate(&pg, "log", MIGRATIONS).await?;
+        let log_id = async {
             let client = pg.pool().get().await?;
             let fresh = uuid::Uuid::new_v4().to_string();
             client
@@ -112,20 +116,30 @@ impl PostgresLog {
                 .await
                 .map_err(PgError::op("read log id"))?;
             Ok::<String, PgError>(row.get(0))
-        })?;
+        }.await?;
         Ok(Self { pg, log_id })
     }
 }
 
+#[async_trait::async_trait]
 impl RawLog for PostgresLog {
     fn log_id(&self) -> &str {
         &self.log_id
     }
 
-    fn append(&mut self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
-        let last = self.pg.block_on(async {
-            let mut client = self.pg.pool().get().await?;
-            let tx = client.transaction().await.map_err(PgError::op("begin append"))?;
+    async fn append(&self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
+        // On a task of its own: a caller that stops waiting (ingest cancelled) cannot cut it
+        // between the server's commit and our knowing of it.
+        let pool = self.pg.pool().clone();
+        let (run_id, source) = (batch.run_id.to_owned(), batch.source.to_owned());
+        let (fetched_at_micros, records) = (batch.fetched_at_micros, batch.records);
+        let cursor = batch.cursor.map(|(key, cursor)| (key.to_owned(), cursor));
+        let append = tokio::spawn(async move {
+            let mut client = pool.get().await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(PgError::op("begin append"))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
                 .await
                 .map_err(PgError::op("lock log"))?;
@@ -137,12 +151,12 @@ impl RawLog for PostgresLog {
                          SELECT $1, $2, $3, r FROM unnest($4::text[]) WITH ORDINALITY AS t(r, i) ORDER BY i
                          RETURNING seq)
                      SELECT max(seq) FROM appended",
-                    &[&batch.run_id, &batch.source, &batch.fetched_at_micros, &batch.records],
+                    &[&run_id, &source, &fetched_at_micros, &records],
                 )
                 .await
                 .map_err(PgError::op("append records"))?;
             let last: Option<i64> = row.get(0);
-            if let Some((key, cursor)) = &batch.cursor {
+            if let Some((key, cursor)) = &cursor {
                 tx.execute(
                     "INSERT INTO ingest_cursors (source_key, seed, page_size, next_page) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (source_key) DO UPDATE SET seed = excluded.seed,
@@ -154,12 +168,12 @@ impl RawLog for PostgresLog {
             }
             tx.commit().await.map_err(PgError::op("commit append"))?;
             Ok::<_, PgError>(last.map(|s| s as u64))
-        })?;
-        Ok(last)
+        });
+        Ok(append.await.expect("the append task does not panic")?)
     }
 
-    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
-        let rows = self.pg.block_on(async {
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+        let rows = async {
             let client = self.pg.pool().get().await?;
             client
                 .query(
@@ -168,7 +182,7 @@ impl RawLog for PostgresLog {
                 )
                 .await
                 .map_err(PgError::op("read records"))
-        })?;
+        }.await?;
         Ok(rows
             .iter()
             .map(|r| LogRecord {
@@ -179,36 +193,38 @@ impl RawLog for PostgresLog {
             .collect())
     }
 
-    fn last_seq(&mut self) -> Result<u64, LogError> {
-        let row = self.pg.block_on(async {
+    async fn last_seq(&self) -> Result<u64, LogError> {
+        let row = async {
             let client = self.pg.pool().get().await?;
             client
                 .query_one("SELECT coalesce(max(seq), 0) FROM raw_records", &[])
                 .await
                 .map_err(PgError::op("read last sequence number"))
-        })?;
+        }
+        .await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError> {
-        let row = self.pg.block_on(async {
+    async fn checkpoint(&self, name: &str) -> Result<u64, LogError> {
+        let row = async {
             let client = self.pg.pool().get().await?;
             client
                 .query_opt("SELECT position FROM checkpoints WHERE name = $1", &[&name])
                 .await
                 .map_err(PgError::op("read checkpoint"))
-        })?;
+        }
+        .await?;
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
     }
 
-    fn spend_budget(
-        &mut self,
+    async fn spend_budget(
+        &self,
         key: &str,
         users: u32,
         limit: u32,
         window: std::time::Duration,
     ) -> Result<Option<std::time::Duration>, LogError> {
-        let wait = self.pg.block_on(async {
+        let wait = async {
             let mut client = self.pg.pool().get().await?;
             let tx = client
                 .transaction()
@@ -246,12 +262,12 @@ impl RawLog for PostgresLog {
                 .await
                 .map_err(PgError::op("commit budget charge"))?;
             Ok::<_, PgError>(wait)
-        })?;
+        }.await?;
         Ok(wait)
     }
 
-    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {
-        self.pg.block_on(async {
+    async fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        async {
             let client = self.pg.pool().get().await?;
             client
                 .execute(
@@ -261,12 +277,13 @@ impl RawLog for PostgresLog {
                 )
                 .await
                 .map_err(PgError::op("write checkpoint"))
-        })?;
+        }
+        .await?;
         Ok(())
     }
 
-    fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {
-        let row = self.pg.block_on(async {
+    async fn cursor(&self, key: &str) -> Result<Option<IngestCursor>, LogError> {
+        let row = async {
             let client = self.pg.pool().get().await?;
             client
                 .query_opt(
@@ -275,7 +292,8 @@ impl RawLog for PostgresLog {
                 )
                 .await
                 .map_err(PgError::op("read cursor"))
-        })?;
+        }
+        .await?;
         Ok(row.map(|r| IngestCursor {
             seed: r.get(0),
             page_size: r.get::<_, i32>(1) as u32,

@@ -1,4 +1,8 @@
 //! The raw log on SQLite in WAL mode: one writer, any number of concurrent readers.
+//!
+//! SQLite is a blocking library, so each opened log runs its connection on a thread of its own
+//! (`tokio-rusqlite`), and async callers hand it closures: nothing blocks a runtime worker, and a
+//! statement runs to its end even when the caller stops waiting for it.
 
 use super::{AppendBatch, IngestCursor, LogError, LogRecord, RawLog};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -41,7 +45,7 @@ CREATE TABLE IF NOT EXISTS ingest_cursors (
 
 /// A raw log stored in one SQLite file.
 pub struct SqliteLog {
-    conn: Connection,
+    conn: tokio_rusqlite::Connection,
     log_id: String,
 }
 
@@ -93,24 +97,123 @@ impl SqliteLog {
                 r.get(0)
             })
             .map_err(sql("read log id"))?;
-        Ok(Self { conn, log_id })
+        Ok(Self {
+            conn: conn.into(),
+            log_id,
+        })
     }
 
-    /// Number of records in the log; for summaries and tests.
-    pub fn count(&self) -> Result<u64, LogError> {
-        self.conn
-            .query_row("SELECT count(*) FROM raw_records", [], |r| r.get(0))
-            .map_err(sql("count records"))
+    /// Runs `op` on the connection's thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Connection) -> Result<T, LogError> + Send + 'static,
+    ) -> Result<T, LogError> {
+        self.conn.call_unwrap(op).await
     }
 }
 
+#[async_trait::async_trait]
 impl RawLog for SqliteLog {
     fn log_id(&self) -> &str {
         &self.log_id
     }
 
-    fn append(&mut self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
-        let tx = self.conn.transaction().map_err(sql("begin append"))?;
+    async fn append(&self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
+        let (run_id, source) = (batch.run_id.to_owned(), batch.source.to_owned());
+        let (fetched_at, records) = (batch.fetched_at_micros, batch.records);
+        let cursor = batch.cursor.map(|(key, cursor)| (key.to_owned(), cursor));
+        self.with(move |conn| append(conn, &run_id, &source, fetched_at, &records, cursor))
+            .await
+    }
+
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+        self.with(move |conn| read_after(conn, after, limit)).await
+    }
+
+    async fn last_seq(&self) -> Result<u64, LogError> {
+        self.with(|conn| {
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM raw_records", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(sql("read last sequence number"))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, LogError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT position FROM checkpoints WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|p| p.unwrap_or(0) as u64)
+            .map_err(sql("read checkpoint"))
+        })
+        .await
+    }
+
+    async fn spend_budget(
+        &self,
+        key: &str,
+        users: u32,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, LogError> {
+        let key = key.to_owned();
+        self.with(move |conn| spend_budget(conn, &key, users, limit, window))
+            .await
+    }
+
+    async fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                params![name, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(sql("write checkpoint"))
+        })
+        .await
+    }
+
+    async fn cursor(&self, key: &str) -> Result<Option<IngestCursor>, LogError> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT seed, page_size, next_page FROM ingest_cursors WHERE source_key = ?1",
+                [key],
+                |r| {
+                    Ok(IngestCursor {
+                        seed: r.get(0)?,
+                        page_size: r.get(1)?,
+                        next_page: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read cursor"))
+        })
+        .await
+    }
+}
+
+/// The records and the cursor that follows them, in one transaction.
+fn append(
+    conn: &mut Connection,
+    run_id: &str,
+    source: &str,
+    fetched_at_micros: i64,
+    records: &[String],
+    cursor: Option<(String, IngestCursor)>,
+) -> Result<Option<u64>, LogError> {
+    {
+        let tx = conn.transaction().map_err(sql("begin append"))?;
         let mut last = None;
         {
             let mut insert = tx
@@ -118,18 +221,13 @@ impl RawLog for SqliteLog {
                     "INSERT INTO raw_records (run_id, source, fetched_at, record) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(sql("prepare append"))?;
-            for record in &batch.records {
+            for record in records {
                 insert
-                    .execute(params![
-                        batch.run_id,
-                        batch.source,
-                        batch.fetched_at_micros,
-                        record
-                    ])
+                    .execute(params![run_id, source, fetched_at_micros, record])
                     .map_err(sql("append record"))?;
                 last = Some(tx.last_insert_rowid() as u64);
             }
-            if let Some((key, cursor)) = &batch.cursor {
+            if let Some((key, cursor)) = &cursor {
                 tx.prepare_cached(
                     "INSERT INTO ingest_cursors (source_key, seed, page_size, next_page) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (source_key) DO UPDATE SET seed = excluded.seed,
@@ -143,112 +241,63 @@ impl RawLog for SqliteLog {
         tx.commit().map_err(sql("commit append"))?;
         Ok(last)
     }
+}
 
-    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, fetched_at, record FROM raw_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(sql("prepare read"))?;
-        let rows = stmt
-            .query_map(params![after as i64, limit as i64], |r| {
-                Ok(LogRecord {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    fetched_at_micros: r.get(1)?,
-                    record: r.get(2)?,
-                })
-            })
-            .map_err(sql("read records"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("read records"))
-    }
-
-    fn last_seq(&mut self) -> Result<u64, LogError> {
-        self.conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM raw_records", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n as u64)
-            .map_err(sql("read last sequence number"))
-    }
-
-    fn checkpoint(&mut self, name: &str) -> Result<u64, LogError> {
-        self.conn
-            .query_row(
-                "SELECT position FROM checkpoints WHERE name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|p| p.unwrap_or(0) as u64)
-            .map_err(sql("read checkpoint"))
-    }
-
-    fn spend_budget(
-        &mut self,
-        key: &str,
-        users: u32,
-        limit: u32,
-        window: std::time::Duration,
-    ) -> Result<Option<std::time::Duration>, LogError> {
-        // IMMEDIATE: the write lock from the start, so two processes cannot both read the
-        // window's sum and both decide they fit.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("begin budget charge"))?;
-        let now = super::now_micros();
-        tx.execute(
-            "DELETE FROM api_budget WHERE key = ?1 AND spent_at <= ?2",
-            params![key, now - window.as_micros() as i64],
+/// Up to `limit` records after `after`, in order.
+fn read_after(conn: &mut Connection, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, fetched_at, record FROM raw_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
-        .map_err(sql("expire budget charges"))?;
-        let (spent, oldest): (i64, Option<i64>) = tx
-            .query_row(
-                "SELECT coalesce(sum(users), 0), min(spent_at) FROM api_budget WHERE key = ?1",
-                [key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("read budget"))?;
-        let wait = super::budget_wait(spent, oldest, users, limit, now, window);
-        if wait.is_none() {
-            tx.execute(
-                "INSERT INTO api_budget (key, spent_at, users) VALUES (?1, ?2, ?3)",
-                params![key, now, users],
-            )
-            .map_err(sql("charge budget"))?;
-        }
-        tx.commit().map_err(sql("commit budget charge"))?;
-        Ok(wait)
-    }
+        .map_err(sql("prepare read"))?;
+    let rows = stmt
+        .query_map(params![after as i64, limit as i64], |r| {
+            Ok(LogRecord {
+                seq: r.get::<_, i64>(0)? as u64,
+                fetched_at_micros: r.get(1)?,
+                record: r.get(2)?,
+            })
+        })
+        .map_err(sql("read records"))?;
+    rows.collect::<Result<_, _>>().map_err(sql("read records"))
+}
 
-    fn set_checkpoint(&mut self, name: &str, seq: u64) -> Result<(), LogError> {
-        self.conn
-            .execute(
-                "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                params![name, seq as i64],
-            )
-            .map(|_| ())
-            .map_err(sql("write checkpoint"))
+/// Charges the budget if it fits, atomically across processes (see [`RawLog::spend_budget`]).
+fn spend_budget(
+    conn: &mut Connection,
+    key: &str,
+    users: u32,
+    limit: u32,
+    window: std::time::Duration,
+) -> Result<Option<std::time::Duration>, LogError> {
+    // IMMEDIATE: the write lock from the start, so two processes cannot both read the
+    // window's sum and both decide they fit.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql("begin budget charge"))?;
+    let now = super::now_micros();
+    tx.execute(
+        "DELETE FROM api_budget WHERE key = ?1 AND spent_at <= ?2",
+        params![key, now - window.as_micros() as i64],
+    )
+    .map_err(sql("expire budget charges"))?;
+    let (spent, oldest): (i64, Option<i64>) = tx
+        .query_row(
+            "SELECT coalesce(sum(users), 0), min(spent_at) FROM api_budget WHERE key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql("read budget"))?;
+    let wait = super::budget_wait(spent, oldest, users, limit, now, window);
+    if wait.is_none() {
+        tx.execute(
+            "INSERT INTO api_budget (key, spent_at, users) VALUES (?1, ?2, ?3)",
+            params![key, now, users],
+        )
+        .map_err(sql("charge budget"))?;
     }
-
-    fn cursor(&mut self, key: &str) -> Result<Option<IngestCursor>, LogError> {
-        self.conn
-            .query_row(
-                "SELECT seed, page_size, next_page FROM ingest_cursors WHERE source_key = ?1",
-                [key],
-                |r| {
-                    Ok(IngestCursor {
-                        seed: r.get(0)?,
-                        page_size: r.get(1)?,
-                        next_page: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .optional()
-            .map_err(sql("read cursor"))
-    }
+    tx.commit().map_err(sql("commit budget charge"))?;
+    Ok(wait)
 }
 
 #[cfg(test)]
@@ -265,25 +314,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn appends_in_order_and_reads_after_a_position() {
+    #[tokio::test]
+    async fn appends_in_order_and_reads_after_a_position() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
-        assert_eq!(log.append(batch(&["a", "b"], None)).unwrap(), Some(2));
-        assert_eq!(log.append(batch(&["c"], None)).unwrap(), Some(3));
+        let log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+        assert_eq!(log.append(batch(&["a", "b"], None)).await.unwrap(), Some(2));
+        assert_eq!(log.append(batch(&["c"], None)).await.unwrap(), Some(3));
         let read: Vec<_> = log
             .read_after(1, 10)
+            .await
             .unwrap()
             .into_iter()
             .map(|r| r.record)
             .collect();
         assert_eq!(read, ["b", "c"]);
-        assert_eq!(log.read_after(1, 1).unwrap().len(), 1);
-        assert_eq!(log.last_seq().unwrap(), 3);
+        assert_eq!(log.read_after(1, 1).await.unwrap().len(), 1);
+        assert_eq!(log.last_seq().await.unwrap(), 3);
     }
 
-    #[test]
-    fn cursor_moves_with_its_records_and_log_id_survives_reopen() {
+    #[tokio::test]
+    async fn cursor_moves_with_its_records_and_log_id_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
         let cursor = IngestCursor {
@@ -292,14 +342,15 @@ mod tests {
             next_page: 5,
         };
         let id = {
-            let mut log = SqliteLog::open(&path).unwrap();
+            let log = SqliteLog::open(&path).unwrap();
             log.append(batch(&["a"], Some(("gen", cursor.clone()))))
+                .await
                 .unwrap();
             log.log_id().to_owned()
         };
-        let mut log = SqliteLog::open(&path).unwrap();
+        let log = SqliteLog::open(&path).unwrap();
         assert_eq!(log.log_id(), id);
-        assert_eq!(log.cursor("gen").unwrap(), Some(cursor));
-        assert_eq!(log.cursor("other").unwrap(), None);
+        assert_eq!(log.cursor("gen").await.unwrap(), Some(cursor));
+        assert_eq!(log.cursor("other").await.unwrap(), None);
     }
 }

@@ -8,7 +8,7 @@ use crate::log::RawLog;
 use crate::sink::UserQuery;
 use anyhow::Context;
 use axum::Router;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The embedded Schema Registry's router, over `DATA_DIR/registry.db`.
@@ -23,35 +23,33 @@ pub fn embedded_registry(config: &Config) -> anyhow::Result<Router> {
 /// One probe per dependency `config` names: the log and the store always; on the Kafka path the
 /// brokers (`bus`) and the registry. Each probe holds its own connection, opened here, so a
 /// probe never waits behind the pipeline's own work on a shared one.
-pub fn readiness(config: &Config) -> anyhow::Result<Readiness> {
-    let log = Arc::new(Mutex::new(
-        open_log(config).context("opening the log for readiness probes")?,
-    ));
-    let store = Arc::new(Mutex::new(
-        open_store(config).context("opening the store for readiness probes")?,
-    ));
+pub async fn readiness(config: &Config) -> anyhow::Result<Readiness> {
+    let log = open_log(config)
+        .await
+        .context("opening the log for readiness probes")?;
+    let store = open_store(config)
+        .await
+        .context("opening the store for readiness probes")?;
     let mut probes = vec![
         Probe::new("log", move || {
             let log = Arc::clone(&log);
-            blocking(move || {
-                log.lock()
-                    .map_err(|_| "probe poisoned".to_owned())?
-                    .last_seq()
+            async move {
+                log.last_seq()
+                    .await
                     .map(drop)
                     .map_err(|e| crate::error_chain::describe(&e))
-            })
+            }
         }),
         // A primary-key read: one round trip on every store, whatever its size.
         Probe::new("store", move || {
             let store = Arc::clone(&store);
-            blocking(move || {
+            async move {
                 store
-                    .lock()
-                    .map_err(|_| "probe poisoned".to_owned())?
                     .get(uuid::Uuid::nil())
+                    .await
                     .map(drop)
                     .map_err(|e| crate::error_chain::describe(&e))
-            })
+            }
         }),
     ];
     if config.kafka.brokers.is_some() {
@@ -86,7 +84,7 @@ pub fn readiness(config: &Config) -> anyhow::Result<Readiness> {
     Ok(Readiness::new(probes))
 }
 
-/// A blocking probe (the log and store traits are blocking) off the async workers.
+/// A blocking probe (librdkafka's metadata call) off the async workers.
 async fn blocking(
     probe: impl FnOnce() -> Result<(), String> + Send + 'static,
 ) -> Result<(), String> {
@@ -107,7 +105,9 @@ pub async fn serve(
         return Ok(None);
     };
     let router = crate::http::metrics::router()
-        .merge(crate::http::health::router(Arc::new(readiness(config)?)))
+        .merge(crate::http::health::router(Arc::new(
+            readiness(config).await?,
+        )))
         .merge(extra);
     let listener =
         crate::http::bind(addr, "the metrics and health endpoints ([http] listen)").await?;

@@ -27,7 +27,7 @@ pub async fn run_kafka_pipeline(
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let _ingest_lock = lock_ingest(config)?;
+    let _ingest_lock = lock_ingest(config).await?;
     let options = config.kafka.clone();
     let mut tasks = Supervisor::new();
     if options.serve_registry {
@@ -45,17 +45,23 @@ pub async fn run_kafka_pipeline(
         .context("registering the users_created value schema")?;
     let signal = AppendSignal::new();
     let mut ingestor = Ingestor::new(
-        build_source(config)?,
-        open_log(config)?,
+        build_source(config).await?,
+        open_log(config).await?,
         &config.page_settings(),
         uuid::Uuid::new_v4().to_string(),
         signal.clone(),
+    )
+    .await?;
+    let relay = Relay::new(
+        open_log(config).await?,
+        open_store(config).await?,
+        &options,
+        schema_id,
     )?;
-    let relay = Relay::new(open_log(config)?, open_store(config)?, &options, schema_id)?;
     let mut processors = Vec::new();
     for _ in 0..options.processors.max(1) {
         processors.push(
-            KafkaProcessor::new(open_store(config)?, &options)?
+            KafkaProcessor::new(open_store(config).await?, &options)?
                 .with_commit_attempts(config.process.commit_attempts),
         );
     }
@@ -161,11 +167,9 @@ async fn relay_until_done<L: crate::log::RawLog + 'static, S: crate::sink::Sink 
             }
             // Woken by ingest's next append rather than a poll interval, which would add itself
             // to every record's latency.
-            let (signal, seen) = (signal.clone(), relay.position());
-            tokio::task::spawn_blocking(move || {
-                signal.wait_past(seen, Duration::from_millis(200));
-            })
-            .await?;
+            signal
+                .wait_past(relay.position(), Duration::from_millis(200))
+                .await;
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The embedded pipeline as one process: an ingest task and a processor thread around the log,
+//! The embedded pipeline as one process: an ingest task and a processor task around the log,
 //! sharing an [`AppendSignal`] so a committed page is processed at once; the factories that
 //! open the configured source, log and store for every path; [`kafka`], the same run with Kafka
 //! between the log and the store; and [`endpoints`], what a long-running process serves.
@@ -9,12 +9,13 @@ pub mod kafka;
 use crate::config::{Config, SourceKind};
 use crate::ingest::writer_lock::WriterLock;
 use crate::ingest::{Ingestor, PageSettings, Schedule, ScheduleSummary, run_schedule};
-use crate::log::{AnyLog, AppendSignal, PostgresLog, SqliteLog};
+use crate::log::{AppendSignal, Log, PostgresLog, SqliteLog};
 use crate::process::processor::ProcessSummary;
 use crate::process::{Processor, ProcessorConfig};
 use crate::sink::{AnyStore, CassandraStore, PostgresStore, SqliteStore};
 use crate::source::{AnySource, GeneratorSource, RandomUserClient};
 use anyhow::Context;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -27,15 +28,17 @@ pub struct RunSummary {
 }
 
 /// The source the configuration asks for.
-pub fn build_source(config: &Config) -> anyhow::Result<AnySource> {
+pub async fn build_source(config: &Config) -> anyhow::Result<AnySource> {
     Ok(match config.ingest.source {
         SourceKind::Generator => AnySource::Generator(GeneratorSource::new()),
         SourceKind::Randomuser => {
             let mut client =
                 RandomUserClient::new(config.randomuser.clone()).context("creating API client")?;
             if config.randomuser.budget_per_window() > 0 {
-                let ledger = open_log(config).context("opening the log for the API budget")?;
-                client = client.with_shared_budget(Box::new(ledger));
+                let ledger = open_log(config)
+                    .await
+                    .context("opening the log for the API budget")?;
+                client = client.with_shared_budget(ledger);
             }
             AnySource::RandomUser(Box::new(client))
         }
@@ -68,20 +71,22 @@ impl Config {
 /// Opens the configured raw log: PostgreSQL if `[log] postgres` is set, else SQLite under
 /// `data_dir`. Each call is a new connection (ingest writes with one, the processor reads with
 /// another).
-pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
+pub async fn open_log(config: &Config) -> anyhow::Result<Log> {
     match &config.log.postgres {
-        Some(url) => Ok(AnyLog::Postgres(Box::new(
-            PostgresLog::open(url, &config.postgres).with_context(|| {
-                format!(
-                    "opening the raw log at {}",
-                    crate::postgres::redact_url(url)
-                )
-            })?,
-        ))),
+        Some(url) => Ok(Arc::new(
+            PostgresLog::open(url, &config.postgres)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the raw log at {}",
+                        crate::postgres::redact_url(url)
+                    )
+                })?,
+        )),
         None => {
             config.ensure_data_dir()?;
             let path = config.log_path();
-            Ok(AnyLog::Sqlite(
+            Ok(Arc::new(
                 SqliteLog::open(&path).with_context(|| format!("opening {}", path.display()))?,
             ))
         }
@@ -89,32 +94,35 @@ pub fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
 }
 
 /// Takes the log's ingest lock ([`WriterLock`]): the data directory's, or the PostgreSQL log's.
-pub fn lock_ingest(config: &Config) -> anyhow::Result<WriterLock> {
+pub async fn lock_ingest(config: &Config) -> anyhow::Result<WriterLock> {
     if let Some(url) = &config.log.postgres {
-        return Ok(WriterLock::acquire_postgres(url, &config.postgres)?);
+        return Ok(WriterLock::acquire_postgres(url, &config.postgres).await?);
     }
     config.ensure_data_dir()?;
     Ok(WriterLock::acquire(&config.data_dir)?)
 }
 
 /// Opens the configured store: Cassandra or PostgreSQL if `[store]` names one, else SQLite.
-pub fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     if let Some(nodes) = &config.store.cassandra {
-        return Ok(AnyStore::Cassandra(Box::new(
+        return Ok(Arc::new(
             CassandraStore::open(nodes, &config.cassandra)
+                .await
                 .with_context(|| format!("opening the Cassandra store at {nodes}"))?,
-        )));
+        ));
     }
     match &config.store.postgres {
-        Some(url) => Ok(AnyStore::Postgres(Box::new(
-            PostgresStore::open(url, &config.postgres).with_context(|| {
-                format!("opening the store at {}", crate::postgres::redact_url(url))
-            })?,
-        ))),
+        Some(url) => Ok(Arc::new(
+            PostgresStore::open(url, &config.postgres)
+                .await
+                .with_context(|| {
+                    format!("opening the store at {}", crate::postgres::redact_url(url))
+                })?,
+        )),
         None => {
             config.ensure_data_dir()?;
             let path = config.store_path();
-            Ok(AnyStore::Sqlite(
+            Ok(Arc::new(
                 SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
             ))
         }
@@ -145,38 +153,39 @@ pub async fn run_pipeline(
         return kafka::run_kafka_pipeline(config, cancel, show_progress).await;
     }
     let started = Instant::now();
-    let _ingest_lock = lock_ingest(config)?;
-    let writer = open_log(config)?;
-    let reader = open_log(config).context("opening the log for reading")?;
-    let store = open_store(config)?;
+    let _ingest_lock = lock_ingest(config).await?;
+    let writer = open_log(config).await?;
+    let reader = open_log(config)
+        .await
+        .context("opening the log for reading")?;
+    let store = open_store(config).await?;
     let signal = AppendSignal::new();
 
     let mut processor = Processor::new(reader, store, config.processor_config());
     let process_stats = processor.stats();
-    let processor_thread = {
+    // A task of its own beside ingest; a failure stops the run, since nothing ingested from
+    // then on could be processed.
+    let processor_task = {
         let signal = signal.clone();
         let cancel = cancel.clone();
-        std::thread::Builder::new()
-            .name("processor".into())
-            .spawn(move || {
-                let result = processor.run(&signal);
-                if result.is_err() {
-                    // Nothing ingested from here on could be processed: stop the run.
-                    cancel.cancel();
-                }
-                result
-            })
-            .context("starting the processor thread")?
+        tokio::spawn(async move {
+            let result = processor.run(&signal).await;
+            if result.is_err() {
+                cancel.cancel();
+            }
+            result
+        })
     };
 
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut ingestor = Ingestor::new(
-        build_source(config)?,
+        build_source(config).await?,
         writer,
         &config.page_settings(),
         run_id.clone(),
         signal.clone(),
-    )?;
+    )
+    .await?;
     tracing::info!(
         run_id,
         source = ?config.ingest.source,
@@ -206,10 +215,9 @@ pub async fn run_pipeline(
     let ingest_result = run_schedule(&mut ingestor, &schedule, &cancel).await;
     // From here the processor drains what is in the log and stops.
     signal.close();
-    let process_result = tokio::task::spawn_blocking(move || processor_thread.join())
+    let process_result = processor_task
         .await
-        .context("waiting for the processor")?
-        .map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
+        .map_err(|_| anyhow::anyhow!("the processor panicked"))?;
     progress_done.cancel();
     if let Some(progress) = progress {
         let _ = progress.await;

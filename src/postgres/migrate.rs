@@ -13,8 +13,12 @@ pub struct Migration {
 /// Arbitrary constant naming our advisory lock.
 const MIGRATION_LOCK: i64 = 0x7573_6572_7374_7265; // "userstre"
 
-pub fn migrate(pg: &Postgres, component: &str, migrations: &[Migration]) -> Result<(), PgError> {
-    pg.block_on(async {
+pub async fn migrate(
+    pg: &Postgres,
+    component: &str,
+    migrations: &[Migration],
+) -> Result<(), PgError> {
+    async {
         let mut client = pg.pool().get().await?;
         let tx = client
             .transaction()
@@ -57,5 +61,6 @@ pub fn migrate(pg: &Postgres, component: &str, migrations: &[Migration]) -> Resu
             );
         }
         tx.commit().await.map_err(PgError::op("commit migration"))
-    })
+    }
+    .await
 }

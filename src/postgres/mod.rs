@@ -1,9 +1,8 @@
 //! PostgreSQL access shared by the PostgreSQL log ([`crate::log::PostgresLog`]) and store
 //! ([`crate::sink::PostgresStore`]): a connection pool, TLS, and versioned migrations.
 //!
-//! The log and sink traits are blocking (SQLite is), so each PostgreSQL component owns a small
-//! current-thread runtime and drives its async client with `block_on`. That works from the
-//! processor thread, from the command line, and from inside ingest's `block_in_place`.
+//! Everything is async on the process's one runtime: the pool's connections are driven by it, so
+//! any number of components and processors share it without runtimes of their own.
 
 pub mod migrate;
 pub mod tls;
@@ -12,7 +11,6 @@ pub use migrate::{Migration, migrate};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,8 +39,6 @@ pub enum PgError {
     Config { url: String, reason: String },
     #[error("PostgreSQL TLS: {0}")]
     Tls(String),
-    #[error("PostgreSQL runtime: {0}")]
-    Runtime(#[from] std::io::Error),
 }
 
 impl PgError {
@@ -58,21 +54,9 @@ impl From<deadpool_postgres::PoolError> for PgError {
     }
 }
 
-/// A pool of connections plus the runtime that drives them.
+/// A pool of connections.
 pub struct Postgres {
-    /// Always `Some` until drop (taken there, see [`Drop`]).
-    runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
-}
-
-impl Drop for Postgres {
-    /// Dropping a runtime blocks, which panics inside async code (ingest drops its log there);
-    /// `shutdown_background` doesn't.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 /// The URL without its password, for messages and logs.
@@ -89,16 +73,13 @@ pub fn redact_url(url: &str) -> String {
 
 impl Postgres {
     /// Builds the pool and checks that a connection can be made.
-    pub fn connect(url: &str, options: &PostgresOptions) -> Result<Self, PgError> {
+    pub async fn connect(url: &str, options: &PostgresOptions) -> Result<Self, PgError> {
         let config: tokio_postgres::Config =
             url.parse()
                 .map_err(|e: tokio_postgres::Error| PgError::Config {
                     url: redact_url(url),
                     reason: e.to_string(),
                 })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let tls = tls::connector(options.ca_file.as_deref())?;
         let manager = Manager::from_config(
             config,
@@ -114,18 +95,16 @@ impl Postgres {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| PgError::Pool(e.to_string()))?;
-        let pg = Self {
-            runtime: Some(runtime),
-            pool,
-        };
-        pg.block_on(async {
+        let pg = Self { pool };
+        async {
             let client = pg.pool.get().await?;
             client
                 .simple_query("SELECT 1")
                 .await
                 .map_err(PgError::op("connect"))?;
             Ok::<_, PgError>(())
-        })
+        }
+        .await
         .map_err(|e| match e {
             PgError::Pool(reason) => PgError::Config {
                 url: redact_url(url),
@@ -138,17 +117,5 @@ impl Postgres {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// Runs `future` to completion on this component's runtime. Called from async code (the
-    /// pipeline opens its stores there), it first moves the caller off the async worker.
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        let runtime = self.runtime.as_ref().expect("runtime lives until drop");
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| runtime.block_on(future))
-            }
-            _ => runtime.block_on(future),
-        }
     }
 }

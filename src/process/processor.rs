@@ -89,10 +89,10 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
 
     /// Processes until the log is drained *and* `signal` is closed (no more appends coming from
     /// this process). With an already-closed signal this drains the log once and returns.
-    pub fn run(&mut self, signal: &AppendSignal) -> Result<ProcessSummary, ProcessError> {
+    pub async fn run(&mut self, signal: &AppendSignal) -> Result<ProcessSummary, ProcessError> {
         let log_id = self.log.log_id().to_owned();
-        let mut position = self.sink.position(&log_id)?.unwrap_or(0);
-        let last = self.log.last_seq()?;
+        let mut position = self.sink.position(&log_id).await?.unwrap_or(0);
+        let last = self.log.last_seq().await?;
         if position > last {
             return Err(ProcessError::PositionPastEnd { position, last });
         }
@@ -113,12 +113,15 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             // Read `closed` before the log: an append is committed before `close`, so if we saw
             // the signal closed, this read sees every record there will ever be.
             let closing = signal.is_closed();
-            let batch = self.log.read_after(position, self.config.batch_size)?;
+            let batch = self
+                .log
+                .read_after(position, self.config.batch_size)
+                .await?;
             let Some(end) = batch.last().map(|r| r.seq) else {
                 if closing {
                     break;
                 }
-                signal.wait_past(position, self.config.poll_interval);
+                signal.wait_past(position, self.config.poll_interval).await;
                 continue;
             };
             rows.clear();
@@ -143,7 +146,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             }
             .emit();
             let started = Instant::now();
-            self.commit_with_retry(&rows, &dead, &log_id, end)?;
+            self.commit_with_retry(&rows, &dead, &log_id, end).await?;
             RecordsStored {
                 component: Component::Processor,
                 count: rows.len(),
@@ -197,7 +200,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
 
     /// Commits one batch, retrying with [`commit_backoff`]: the position only moves once the store has
     /// taken the whole batch, so waiting here loses nothing.
-    fn commit_with_retry(
+    async fn commit_with_retry(
         &mut self,
         rows: &[crate::model::UserRow],
         dead: &[DeadLetter],
@@ -212,7 +215,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 log_id,
                 position: Some(position),
             };
-            match self.sink.commit(commit) {
+            match self.sink.commit(commit).await {
                 Ok(()) => return Ok(()),
                 Err(error) if attempt >= self.config.commit_attempts => {
                     return Err(ProcessError::Commit {
@@ -232,7 +235,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                         error: &error,
                     }
                     .emit();
-                    std::thread::sleep(delay);
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
             }

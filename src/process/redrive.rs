@@ -40,33 +40,30 @@ pub struct RedriveOutcome {
     pub reason: String,
 }
 
-/// Decodes a dead-lettered Kafka message's payload with the consumer's own decoding: the JSON
-/// record, or (inner `Err`) why it is poison, or (outer `Err`) why it cannot be decided now (the
-/// registry is unavailable), and then the letter is skipped, untouched. `None` when this process
-/// has no registry to ask, and such letters are skipped too.
-pub type KafkaDecoder<'a> =
-    Option<&'a mut dyn FnMut(&[u8]) -> Result<Result<String, String>, String>>;
-
 /// Re-drives the dead letters `options` selects from `store`. `log` is this data directory's
-/// raw log, if there is one.
-pub fn redrive<S: Sink + UserQuery>(
-    store: &mut S,
-    mut log: Option<&mut dyn RawLog>,
-    mut decode_kafka: KafkaDecoder<'_>,
+/// raw log, if there is one; `registry` decodes dead-lettered Kafka messages with the
+/// consumer's own decoding (without one, such letters are skipped, untouched, as they are while
+/// the registry does not answer).
+pub async fn redrive<S: Sink + UserQuery + ?Sized>(
+    store: &S,
+    log: Option<&dyn RawLog>,
+    registry: Option<&crate::registry::RegistryClient>,
     options: &RedriveOptions,
 ) -> anyhow::Result<Vec<RedriveOutcome>> {
     let mut selected = Vec::new();
-    store.scan_dead_letters(&mut |letter| {
-        if options
-            .reason_contains
-            .as_ref()
-            .is_none_or(|text| letter.reason.contains(text.as_str()))
-        {
-            selected.push(letter);
-        }
-        Ok(())
-    })?;
-    let log_id = log.as_ref().map(|l| l.log_id().to_owned());
+    store
+        .scan_dead_letters(&mut |letter| {
+            if options
+                .reason_contains
+                .as_ref()
+                .is_none_or(|text| letter.reason.contains(text.as_str()))
+            {
+                selected.push(letter);
+            }
+            Ok(())
+        })
+        .await?;
+    let log_id = log.map(|l| l.log_id().to_owned());
     let mut outcomes = Vec::with_capacity(selected.len());
     // By source (`log_id`): each group commits as one batch of that source.
     let mut rows: BTreeMap<String, Vec<UserRow>> = BTreeMap::new();
@@ -74,24 +71,35 @@ pub fn redrive<S: Sink + UserQuery>(
     let mut resolved = Vec::new();
     for letter in selected {
         let result = if Some(&letter.log_id) == log_id.as_ref() {
-            let log = log.as_deref_mut().expect("log_id came from the log");
-            from_log(log, &letter)?
+            let log = log.expect("log_id came from the log");
+            from_log(log, &letter).await?
         } else if letter.log_id.starts_with("kafka:") {
             let payload = crate::bus::kafka::dead_letter::payload_bytes(&letter.record);
-            match decode_kafka.as_deref_mut().map(|decode| decode(&payload)) {
-                Some(Ok(decoded)) => decoded.and_then(|record| {
-                    transform(&record, failed_at(&letter)).map_err(|e| e.to_string())
-                }),
-                Some(Err(unavailable)) => {
-                    outcomes.push(outcome(&letter, "skipped", &unavailable));
-                    continue;
-                }
-                None => {
-                    outcomes.push(outcome(
-                        &letter,
-                        "skipped",
-                        "no schema registry: neither [registry] url nor this data directory's registry.db",
-                    ));
+            let Some(registry) = registry else {
+                outcomes.push(outcome(
+                    &letter,
+                    "skipped",
+                    "no schema registry: neither [registry] url nor this data directory's registry.db",
+                ));
+                continue;
+            };
+            // No patience: a registry that does not answer now skips the letter.
+            let retries = std::sync::atomic::AtomicU64::new(0);
+            match crate::bus::kafka::consumer::decode_record(
+                registry,
+                &payload,
+                &retries,
+                std::time::Duration::ZERO,
+            )
+            .await
+            {
+                Ok(decoded) => decoded
+                    .map_err(|rejected| rejected.reason)
+                    .and_then(|record| {
+                        transform(&record, failed_at(&letter)).map_err(|e| e.to_string())
+                    }),
+                Err(unavailable) => {
+                    outcomes.push(outcome(&letter, "skipped", &unavailable.to_string()));
                     continue;
                 }
             }
@@ -127,24 +135,27 @@ pub fn redrive<S: Sink + UserQuery>(
     let sources: std::collections::BTreeSet<&String> =
         rows.keys().chain(still_dead.keys()).collect();
     for source in sources {
-        store.commit(Commit {
-            rows: rows.get(source).map_or(&[], Vec::as_slice),
-            dead_letters: still_dead.get(source).map_or(&[], Vec::as_slice),
-            log_id: source,
-            position: None,
-        })?;
+        store
+            .commit(Commit {
+                rows: rows.get(source).map_or(&[], Vec::as_slice),
+                dead_letters: still_dead.get(source).map_or(&[], Vec::as_slice),
+                log_id: source,
+                position: None,
+            })
+            .await?;
     }
-    store.remove_dead_letters(&resolved)?;
+    store.remove_dead_letters(&resolved).await?;
     Ok(outcomes)
 }
 
 /// A record of this data directory's log, read back as the processor read it.
-fn from_log(
-    log: &mut dyn RawLog,
+async fn from_log(
+    log: &dyn RawLog,
     letter: &DeadLetterEntry,
 ) -> anyhow::Result<Result<UserRow, String>> {
     let found = log
-        .read_after(letter.log_seq.saturating_sub(1), 1)?
+        .read_after(letter.log_seq.saturating_sub(1), 1)
+        .await?
         .into_iter()
         .find(|r| r.seq == letter.log_seq);
     Ok(match found {

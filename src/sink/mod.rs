@@ -5,14 +5,12 @@
 //! all of a batch or none of it, and the next start resumes exactly after the last kept batch.
 //! Rows are upserts by id, so a batch that is written again changes nothing.
 
-pub mod any;
 pub mod cassandra;
 pub mod newest;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
 
-pub use any::AnyStore;
 pub use cassandra::CassandraStore;
 pub use postgres::PostgresStore;
 pub use query::{DeadLetterEntry, UserFilter, UserQuery};
@@ -59,12 +57,36 @@ pub struct Commit<'a> {
     pub position: Option<u64>,
 }
 
-/// A store of rows that also keeps the consumer position (blocking; see [`crate::log::RawLog`]).
-pub trait Sink: Send {
-    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError>;
+/// A store of rows that also keeps the consumer position. Async and shared by reference, like
+/// [`crate::log::RawLog`].
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError>;
     /// The last committed position for `log_id`; `None` before the first commit.
-    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError>;
+    async fn position(&self, log_id: &str) -> Result<Option<u64>, SinkError>;
     /// Removes the dead letters with these `(log_id, log_seq)` keys (re-driven into rows);
     /// missing ones are no error, so a repeated removal is harmless.
-    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError>;
+    async fn remove_dead_letters(&self, keys: &[(String, u64)]) -> Result<(), SinkError>;
+}
+
+/// Everything a store does: take commits ([`Sink`]) and answer queries ([`UserQuery`]).
+pub trait Store: Sink + UserQuery {}
+
+impl<T: Sink + UserQuery> Store for T {}
+
+/// The configured store, whichever backend: shared by every task of a process that uses it.
+pub type AnyStore = std::sync::Arc<dyn Store>;
+
+/// A shared store is a store, as with [`crate::log::Log`].
+#[async_trait::async_trait]
+impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
+        (**self).commit(commit).await
+    }
+    async fn position(&self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        (**self).position(log_id).await
+    }
+    async fn remove_dead_letters(&self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+        (**self).remove_dead_letters(keys).await
+    }
 }

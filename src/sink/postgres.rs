@@ -78,24 +78,25 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub fn open(url: &str, options: &PostgresOptions) -> Result<Self, SinkError> {
-        let pg = Postgres::connect(url, options)?;
-        migrate(&pg, "store", MIGRATIONS)?;
+    pub async fn open(url: &str, options: &PostgresOptions) -> Result<Self, SinkError> {
+        let pg = Postgres::connect(url, options).await?;
+        migrate(&pg, "store", MIGRATIONS).await?;
         Ok(Self { pg })
     }
 
-    fn users(
+    async fn users(
         &self,
         clause: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<UserRow>, SinkError> {
-        let rows = self.pg.block_on(async {
+        let rows = async {
             let client = self.pg.pool().get().await?;
             client
                 .query(&format!("{SELECT_USERS} {clause}"), params)
                 .await
                 .map_err(PgError::op("query users"))
-        })?;
+        }
+        .await?;
         Ok(rows.iter().map(read_row).collect())
     }
 }
@@ -165,8 +166,9 @@ fn columns(rows: &[UserRow]) -> Columns {
     cols
 }
 
+#[async_trait::async_trait]
 impl Sink for PostgresStore {
-    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
         let cols = columns(commit.rows);
         let seqs: Vec<i64> = commit
             .dead_letters
@@ -183,7 +185,7 @@ impl Sink for PostgresStore {
             .iter()
             .map(|d| d.record.as_str())
             .collect();
-        self.pg.block_on(async {
+        async {
             let mut client = self.pg.pool().get().await?;
             let tx = client.transaction().await.map_err(PgError::op("begin batch"))?;
             if !cols.id.is_empty() {
@@ -219,12 +221,12 @@ impl Sink for PostgresStore {
                 .map_err(PgError::op("write position"))?;
             }
             tx.commit().await.map_err(PgError::op("commit batch"))
-        })?;
+        }.await?;
         Ok(())
     }
 
-    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
-        let row = self.pg.block_on(async {
+    async fn position(&self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        let row = async {
             let client = self.pg.pool().get().await?;
             client
                 .query_opt(
@@ -233,16 +235,17 @@ impl Sink for PostgresStore {
                 )
                 .await
                 .map_err(PgError::op("read position"))
-        })?;
+        }
+        .await?;
         Ok(row.map(|r| r.get::<_, i64>(0) as u64))
     }
 
-    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+    async fn remove_dead_letters(&self, keys: &[(String, u64)]) -> Result<(), SinkError> {
         let (ids, seqs): (Vec<&str>, Vec<i64>) = keys
             .iter()
             .map(|(id, seq)| (id.as_str(), *seq as i64))
             .unzip();
-        self.pg.block_on(async {
+        async {
             let client = self.pg.pool().get().await?;
             client
                 .execute(
@@ -252,7 +255,7 @@ impl Sink for PostgresStore {
                 )
                 .await
                 .map_err(PgError::op("remove dead letters"))
-        })?;
+        }.await?;
         Ok(())
     }
 }
@@ -260,51 +263,56 @@ impl Sink for PostgresStore {
 /// Rows per page when scanning a whole table: keyset pages, so memory stays at one page.
 const SCAN_PAGE: i64 = 5_000;
 
+#[async_trait::async_trait]
 impl UserQuery for PostgresStore {
-    fn count(&self) -> Result<u64, SinkError> {
-        let row = self.pg.block_on(async {
+    async fn count(&self) -> Result<u64, SinkError> {
+        let row = async {
             let client = self.pg.pool().get().await?;
             client
                 .query_one("SELECT count(*) FROM created_users", &[])
                 .await
                 .map_err(PgError::op("count users"))
-        })?;
+        }
+        .await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
-        Ok(self.users("WHERE id = $1", &[&id])?.pop())
+    async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        Ok(self.users("WHERE id = $1", &[&id]).await?.pop())
     }
 
-    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+    async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
         self.users(
             "ORDER BY \"timestamp\" DESC, id LIMIT $1",
             &[&(limit as i64)],
         )
+        .await
     }
 
-    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+    async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
         let country = filter.country.as_ref().map(|c| format!("%, {}", c.trim()));
         self.users(
             "WHERE ($1::text IS NULL OR address ILIKE $1) AND ($2::text IS NULL OR lower(gender) = lower($2))
              ORDER BY \"timestamp\" DESC, id LIMIT $3",
             &[&country, &filter.gender, &(filter.limit as i64)],
         )
+        .await
     }
 
-    fn dead_letter_count(&self) -> Result<u64, SinkError> {
-        let row = self.pg.block_on(async {
+    async fn dead_letter_count(&self) -> Result<u64, SinkError> {
+        let row = async {
             let client = self.pg.pool().get().await?;
             client
                 .query_one("SELECT count(*) FROM dead_letters", &[])
                 .await
                 .map_err(PgError::op("count dead letters"))
-        })?;
+        }
+        .await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
-        let rows = self.pg.block_on(async {
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+        let rows = async {
             let client = self.pg.pool().get().await?;
             client
                 .query(
@@ -314,17 +322,18 @@ impl UserQuery for PostgresStore {
                 )
                 .await
                 .map_err(PgError::op("query dead letters"))
-        })?;
+        }
+        .await?;
         Ok(rows.iter().map(dead_letter_entry).collect())
     }
 
-    fn scan_dead_letters(
+    async fn scan_dead_letters(
         &self,
-        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(DeadLetterEntry) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError> {
         let mut after = (String::new(), -1i64);
         loop {
-            let rows = self.pg.block_on(async {
+            let rows = async {
                 let client = self.pg.pool().get().await?;
                 client
                     .query(
@@ -334,7 +343,8 @@ impl UserQuery for PostgresStore {
                     )
                     .await
                     .map_err(PgError::op("scan dead letters"))
-            })?;
+            }
+            .await?;
             let Some(last) = rows.last() else {
                 return Ok(());
             };
@@ -345,13 +355,13 @@ impl UserQuery for PostgresStore {
         }
     }
 
-    fn scan_ids(
+    async fn scan_ids(
         &self,
-        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError> {
         let mut after = Uuid::nil();
         loop {
-            let rows = self.pg.block_on(async {
+            let rows = async {
                 let client = self.pg.pool().get().await?;
                 client
                     .query(
@@ -360,7 +370,8 @@ impl UserQuery for PostgresStore {
                     )
                     .await
                     .map_err(PgError::op("scan ids"))
-            })?;
+            }
+            .await?;
             let Some(last) = rows.last() else {
                 return Ok(());
             };

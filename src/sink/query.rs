@@ -27,23 +27,58 @@ pub struct DeadLetterEntry {
 }
 
 /// Queries every store answers.
-pub trait UserQuery {
-    fn count(&self) -> Result<u64, SinkError>;
-    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError>;
+#[async_trait::async_trait]
+pub trait UserQuery: Send + Sync {
+    async fn count(&self) -> Result<u64, SinkError>;
+    async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError>;
     /// The `limit` most recently stored users, newest first.
-    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError>;
-    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError>;
-    fn dead_letter_count(&self) -> Result<u64, SinkError>;
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError>;
+    async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError>;
+    async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError>;
+    async fn dead_letter_count(&self) -> Result<u64, SinkError>;
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError>;
     /// Every dead letter, in no particular order, handed over one at a time: a store pages
     /// through them rather than loading the table.
-    fn scan_dead_letters(
+    async fn scan_dead_letters(
         &self,
-        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(DeadLetterEntry) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError>;
     /// Every stored user id, in no particular order, paging as above.
-    fn scan_ids(
+    async fn scan_ids(
         &self,
-        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError>;
+}
+
+#[async_trait::async_trait]
+impl<T: UserQuery + ?Sized> UserQuery for std::sync::Arc<T> {
+    async fn count(&self) -> Result<u64, SinkError> {
+        (**self).count().await
+    }
+    async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        (**self).get(id).await
+    }
+    async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+        (**self).latest(limit).await
+    }
+    async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+        (**self).filter(filter).await
+    }
+    async fn dead_letter_count(&self) -> Result<u64, SinkError> {
+        (**self).dead_letter_count().await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+        (**self).dead_letters(limit).await
+    }
+    async fn scan_dead_letters(
+        &self,
+        each: &mut (dyn FnMut(DeadLetterEntry) -> Result<(), SinkError> + Send),
+    ) -> Result<(), SinkError> {
+        (**self).scan_dead_letters(each).await
+    }
+    async fn scan_ids(
+        &self,
+        each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
+    ) -> Result<(), SinkError> {
+        (**self).scan_ids(each).await
+    }
 }

@@ -1,4 +1,7 @@
 //! The embedded store: `created_users`, `dead_letters` and consumer positions in one SQLite file.
+//!
+//! As the SQLite log, it runs its connection on a thread of its own (`tokio-rusqlite`): async
+//! callers hand it closures, and a commit runs to its end even when its caller stops waiting.
 
 use super::query::{DeadLetterEntry, UserFilter, UserQuery};
 use super::{Commit, Sink, SinkError};
@@ -69,8 +72,12 @@ const SELECT_USERS: &str = "SELECT id, first_name, last_name, gender, address, p
 
 /// The embedded store in one SQLite file.
 pub struct SqliteStore {
-    conn: Connection,
+    conn: tokio_rusqlite::Connection,
 }
+
+/// Rows per page of the id and dead-letter scans: what one call to the connection's thread
+/// carries back.
+const SCAN_PAGE: i64 = 10_000;
 
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> SinkError {
     move |source| SinkError::Sqlite { op, source }
@@ -125,22 +132,32 @@ impl SqliteStore {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sql("set schema version"))?;
         tx.commit().map_err(sql("commit schema upgrade"))?;
-        Ok(Self { conn })
+        Ok(Self { conn: conn.into() })
     }
 
-    fn users(
+    /// Runs `op` on the connection's thread.
+    async fn with<T: Send + 'static>(
         &self,
-        clause: &str,
-        params: impl rusqlite::Params,
+        op: impl FnOnce(&mut Connection) -> Result<T, SinkError> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        self.conn.call_unwrap(op).await
+    }
+
+    async fn users(
+        &self,
+        clause: &'static str,
+        params: impl rusqlite::Params + Send + 'static,
     ) -> Result<Vec<UserRow>, SinkError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{SELECT_USERS} {clause}"))
-            .map_err(sql("prepare user query"))?;
-        let rows = stmt
-            .query_map(params, read_row)
-            .map_err(sql("query users"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("read user"))
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!("{SELECT_USERS} {clause}"))
+                .map_err(sql("prepare user query"))?;
+            let rows = stmt
+                .query_map(params, read_row)
+                .map_err(sql("query users"))?;
+            rows.collect::<Result<_, _>>().map_err(sql("read user"))
+        })
+        .await
     }
 }
 
@@ -177,64 +194,21 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
+#[async_trait::async_trait]
 impl Sink for SqliteStore {
-    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError> {
-        let now = format_timestamp(&Utc::now());
-        let tx = self.conn.transaction().map_err(sql("begin batch"))?;
-        {
-            let mut upsert = tx.prepare_cached(UPSERT).map_err(sql("prepare upsert"))?;
-            for row in commit.rows {
-                upsert
-                    .execute(params![
-                        row.id.as_bytes(),
-                        row.first_name,
-                        row.last_name,
-                        row.gender,
-                        row.address,
-                        row.post_code,
-                        row.email,
-                        row.username,
-                        format_timestamp(&row.dob),
-                        format_timestamp(&row.registered_date),
-                        row.phone,
-                        row.picture,
-                        format_timestamp(&row.timestamp),
-                    ])
-                    .map_err(sql("upsert user"))?;
-            }
-            let mut dead = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO dead_letters (log_id, log_seq, reason, record, failed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(sql("prepare dead letter"))?;
-            for letter in commit.dead_letters {
-                dead.execute(params![
-                    commit.log_id,
-                    letter.log_seq as i64,
-                    letter.reason,
-                    letter.record,
-                    now
-                ])
-                .map_err(sql("write dead letter"))?;
-            }
-            if let Some(position) = commit.position {
-                tx.prepare_cached(
-                    "INSERT INTO consumer_positions (log_id, position, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (log_id) DO UPDATE SET position = excluded.position,
-                         updated_at = excluded.updated_at",
-                )
-                .map_err(sql("prepare position"))?
-                .execute(params![commit.log_id, position as i64, now])
-                .map_err(sql("write position"))?;
-            }
-        }
-        tx.commit().map_err(sql("commit batch"))
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
+        // The batch crosses to the connection's thread; the caller keeps its own.
+        let rows = commit.rows.to_vec();
+        let dead_letters = commit.dead_letters.to_vec();
+        let (log_id, position) = (commit.log_id.to_owned(), commit.position);
+        self.with(move |conn| write_batch(conn, &rows, &dead_letters, &log_id, position))
+            .await
     }
 
-    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
-        self.conn
-            .query_row(
+    async fn position(&self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        let log_id = log_id.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
                 "SELECT position FROM consumer_positions WHERE log_id = ?1",
                 [log_id],
                 |r| r.get::<_, i64>(0),
@@ -242,100 +216,207 @@ impl Sink for SqliteStore {
             .optional()
             .map(|p| p.map(|p| p as u64))
             .map_err(sql("read position"))
+        })
+        .await
     }
 
-    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
-        let tx = self.conn.transaction().map_err(sql("begin removal"))?;
-        {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM dead_letters WHERE log_id = ?1 AND log_seq = ?2")
-                .map_err(sql("prepare dead letter removal"))?;
-            for (log_id, seq) in keys {
-                delete
-                    .execute(params![log_id, *seq as i64])
-                    .map_err(sql("remove dead letter"))?;
+    async fn remove_dead_letters(&self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+        let keys = keys.to_vec();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(sql("begin removal"))?;
+            {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM dead_letters WHERE log_id = ?1 AND log_seq = ?2")
+                    .map_err(sql("prepare dead letter removal"))?;
+                for (log_id, seq) in &keys {
+                    delete
+                        .execute(params![log_id, *seq as i64])
+                        .map_err(sql("remove dead letter"))?;
+                }
             }
-        }
-        tx.commit().map_err(sql("commit removal"))
+            tx.commit().map_err(sql("commit removal"))
+        })
+        .await
     }
 }
 
+/// Rows, dead letters and the position in one transaction: all of a batch or none of it.
+fn write_batch(
+    conn: &mut Connection,
+    rows: &[UserRow],
+    dead_letters: &[super::DeadLetter],
+    log_id: &str,
+    position: Option<u64>,
+) -> Result<(), SinkError> {
+    let now = format_timestamp(&Utc::now());
+    let tx = conn.transaction().map_err(sql("begin batch"))?;
+    {
+        let mut upsert = tx.prepare_cached(UPSERT).map_err(sql("prepare upsert"))?;
+        for row in rows {
+            upsert
+                .execute(params![
+                    row.id.as_bytes(),
+                    row.first_name,
+                    row.last_name,
+                    row.gender,
+                    row.address,
+                    row.post_code,
+                    row.email,
+                    row.username,
+                    format_timestamp(&row.dob),
+                    format_timestamp(&row.registered_date),
+                    row.phone,
+                    row.picture,
+                    format_timestamp(&row.timestamp),
+                ])
+                .map_err(sql("upsert user"))?;
+        }
+        let mut dead = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO dead_letters (log_id, log_seq, reason, record, failed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(sql("prepare dead letter"))?;
+        for letter in dead_letters {
+            dead.execute(params![
+                log_id,
+                letter.log_seq as i64,
+                letter.reason,
+                letter.record,
+                now
+            ])
+            .map_err(sql("write dead letter"))?;
+        }
+        if let Some(position) = position {
+            tx.prepare_cached(
+                "INSERT INTO consumer_positions (log_id, position, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (log_id) DO UPDATE SET position = excluded.position,
+                     updated_at = excluded.updated_at",
+            )
+            .map_err(sql("prepare position"))?
+            .execute(params![log_id, position as i64, now])
+            .map_err(sql("write position"))?;
+        }
+    }
+    tx.commit().map_err(sql("commit batch"))
+}
+
+#[async_trait::async_trait]
 impl UserQuery for SqliteStore {
-    fn count(&self) -> Result<u64, SinkError> {
-        self.conn
-            .query_row("SELECT count(*) FROM created_users", [], |r| r.get(0))
-            .map_err(sql("count users"))
+    async fn count(&self) -> Result<u64, SinkError> {
+        self.with(|conn| {
+            conn.query_row("SELECT count(*) FROM created_users", [], |r| r.get(0))
+                .map_err(sql("count users"))
+        })
+        .await
     }
 
-    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
-        Ok(self.users("WHERE id = ?1", [id.as_bytes()])?.pop())
+    async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        Ok(self.users("WHERE id = ?1", [*id.as_bytes()]).await?.pop())
     }
 
-    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+    async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
         self.users("ORDER BY timestamp DESC, id LIMIT ?1", [limit as i64])
+            .await
     }
 
-    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+    async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
         // The country is the address's last ", "-separated component.
         let country = filter.country.as_ref().map(|c| format!("%, {}", c.trim()));
         self.users(
             "WHERE (?1 IS NULL OR address LIKE ?1) AND (?2 IS NULL OR lower(gender) = lower(?2))
              ORDER BY timestamp DESC, id LIMIT ?3",
-            params![country, filter.gender, filter.limit as i64],
+            (country, filter.gender.clone(), filter.limit as i64),
         )
+        .await
     }
 
-    fn dead_letter_count(&self) -> Result<u64, SinkError> {
-        self.conn
-            .query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
-            .map_err(sql("count dead letters"))
+    async fn dead_letter_count(&self) -> Result<u64, SinkError> {
+        self.with(|conn| {
+            conn.query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
+                .map_err(sql("count dead letters"))
+        })
+        .await
     }
 
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters
-                 ORDER BY failed_at DESC, log_seq DESC LIMIT ?1",
-            )
-            .map_err(sql("prepare dead letter query"))?;
-        let rows = stmt
-            .query_map([limit as i64], dead_letter_entry)
-            .map_err(sql("query dead letters"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("read dead letter"))
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters
+                     ORDER BY failed_at DESC, log_seq DESC LIMIT ?1",
+                )
+                .map_err(sql("prepare dead letter query"))?;
+            let rows = stmt
+                .query_map([limit as i64], dead_letter_entry)
+                .map_err(sql("query dead letters"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("read dead letter"))
+        })
+        .await
     }
 
-    fn scan_dead_letters(
+    async fn scan_dead_letters(
         &self,
-        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(DeadLetterEntry) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError> {
-        // A SQLite cursor steps through the table; rows are not collected first.
-        let mut stmt = self
-            .conn
-            .prepare("SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters")
-            .map_err(sql("prepare dead letter scan"))?;
-        let mut rows = stmt.query([]).map_err(sql("scan dead letters"))?;
-        while let Some(row) = rows.next().map_err(sql("scan dead letters"))? {
-            each(dead_letter_entry(row).map_err(sql("read dead letter"))?)?;
+        // By pages in key order, each page one call to the connection's thread.
+        let mut after: (String, i64) = (String::new(), -1);
+        loop {
+            let from = after.clone();
+            let page: Vec<DeadLetterEntry> = self
+                .with(move |conn| {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT log_id, log_seq, reason, failed_at, record FROM dead_letters
+                             WHERE (log_id, log_seq) > (?1, ?2) ORDER BY log_id, log_seq LIMIT ?3",
+                        )
+                        .map_err(sql("prepare dead letter scan"))?;
+                    let rows = stmt
+                        .query_map(params![from.0, from.1, SCAN_PAGE], dead_letter_entry)
+                        .map_err(sql("scan dead letters"))?;
+                    rows.collect::<Result<_, _>>()
+                        .map_err(sql("read dead letter"))
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = (last.log_id.clone(), last.log_seq as i64);
+            for letter in page {
+                each(letter)?;
+            }
         }
-        Ok(())
     }
 
-    fn scan_ids(
+    async fn scan_ids(
         &self,
-        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM created_users")
-            .map_err(sql("prepare id scan"))?;
-        let mut rows = stmt.query([]).map_err(sql("scan ids"))?;
-        while let Some(row) = rows.next().map_err(sql("scan ids"))? {
-            let bytes: [u8; 16] = row.get(0).map_err(sql("read id"))?;
-            each(Uuid::from_bytes(bytes))?;
+        let mut after: Vec<u8> = Vec::new(); // sorts before every 16-byte id
+        loop {
+            let from = after.clone();
+            let page: Vec<[u8; 16]> = self
+                .with(move |conn| {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT id FROM created_users WHERE id > ?1 ORDER BY id LIMIT ?2",
+                        )
+                        .map_err(sql("prepare id scan"))?;
+                    let rows = stmt
+                        .query_map(params![from, SCAN_PAGE], |r| r.get(0))
+                        .map_err(sql("scan ids"))?;
+                    rows.collect::<Result<_, _>>().map_err(sql("read id"))
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.to_vec();
+            for bytes in page {
+                each(Uuid::from_bytes(bytes))?;
+            }
         }
-        Ok(())
     }
 }
 

@@ -144,6 +144,7 @@ pub async fn ingest(dir: &Path, users: u64) {
         "run".into(),
         AppendSignal::new(),
     )
+    .await
     .unwrap();
     let schedule = Schedule {
         interval: Duration::ZERO,
@@ -207,10 +208,21 @@ pub fn spawn_relay(mut relay: Relay<SqliteLog, SqliteStore>) -> tokio::task::Joi
 }
 
 /// The relay's checkpoint in `dir/log.db`: how far the log is acknowledged by the brokers.
+/// Read straight from the file, so that it can be polled from a plain closure.
 pub fn relay_checkpoint(dir: &Path, topic: &str) -> u64 {
-    SqliteLog::open(&dir.join("log.db"))
-        .and_then(|mut log| log.checkpoint(&userstream::bus::kafka::relay::checkpoint_name(topic)))
-        .unwrap_or(0)
+    let name = userstream::bus::kafka::relay::checkpoint_name(topic);
+    rusqlite::Connection::open_with_flags(
+        dir.join("log.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .and_then(|conn| {
+        conn.query_row(
+            "SELECT position FROM checkpoints WHERE name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+    })
+    .map_or(0, |p| p as u64)
 }
 
 /// Messages on `topic` (the sum of its partitions' end offsets), as `audit` counts them.
@@ -274,8 +286,10 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
 
     let cancel = CancellationToken::new();
     let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
-    let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-    wait_until("every user stored", || watch.count().unwrap() == users).await;
+    wait_until("every user stored", || {
+        super::count(&dir.path().join("store.db"), "created_users") == users
+    })
+    .await;
     wait_until("the poison message dead-lettered", || {
         stats.dead_letters.load(Relaxed) == 1
     })
@@ -296,7 +310,7 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
     assert!(headers["source.log_seq"].parse::<u64>().is_ok());
     // The same dead letter, once, in the store: what `dlq list` shows in Kafka mode.
     let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-    let letters = store.dead_letters(10).unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].reason, headers["error"]);
     assert_eq!(letters[0].record, "{\"not\": \"avro\"}");
@@ -325,9 +339,9 @@ pub async fn broker_killed_mid_run(cluster: Arc<KafkaCluster>, name: &str, resta
     let relay_task = spawn_relay(relay(dir.path(), &options).await);
     let checkpoint = || relay_checkpoint(dir.path(), &options.topic);
     // `/readyz`'s probes for this configuration, connected while the broker is up.
-    let readiness = tokio::task::block_in_place(|| {
-        userstream::pipeline::endpoints::readiness(&path_config(dir.path(), &options)).unwrap()
-    });
+    let readiness = userstream::pipeline::endpoints::readiness(&path_config(dir.path(), &options))
+        .await
+        .unwrap();
     assert_eq!(super::not_ready(&readiness).await, Vec::<&str>::new());
     wait_until("a quarter relayed", || checkpoint() >= users / 4).await;
     cluster.kill(0);
@@ -477,10 +491,16 @@ pub async fn python_client_reads_and_writes_our_topic(cluster: &KafkaCluster, na
     drained.cancel();
     processor.run_until(&cancel, &drained).await.unwrap();
     let store = SqliteStore::open(&store_path).unwrap();
-    assert_eq!(store.count().unwrap(), 1200);
+    assert_eq!(store.count().await.unwrap(), 1200);
     let from_python: serde_json::Value = serde_json::from_str(&page[0]).unwrap();
     let from_python = from_python["login"]["uuid"].as_str().unwrap();
-    assert!(store.get(from_python.parse().unwrap()).unwrap().is_some());
+    assert!(
+        store
+            .get(from_python.parse().unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// The schema registry unreachable when a consumer that has no schema cached yet starts (as a
@@ -514,11 +534,14 @@ pub async fn registry_outage_dead_letters_nothing(cluster: &KafkaCluster, name: 
     })
     .await;
     let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-    assert_eq!(watch.count().unwrap(), 0);
+    assert_eq!(watch.count().await.unwrap(), 0);
     assert_eq!(stats.dead_letters.load(Relaxed), 0);
 
     proxy.set_down(false);
-    wait_until("every user stored", || watch.count().unwrap() == users).await;
+    wait_until("every user stored", || {
+        super::count(&dir.path().join("store.db"), "created_users") == users
+    })
+    .await;
     cancel.cancel();
     run.await.unwrap().unwrap();
     assert_eq!(stats.dead_letters.load(Relaxed), 0);
@@ -535,7 +558,7 @@ pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, n
     let login = serde_json::from_str::<serde_json::Value>(&records[1]).unwrap()["login"].clone();
     records[1] = records[1].replacen('{', &format!(r#"{{"login":{login},"#), 1);
     let embedded = userstream::process::transform(&records[1], chrono::Utc::now()).unwrap_err();
-    let mut log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+    let log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
     log.append(userstream::log::AppendBatch {
         run_id: "run",
         source: "test",
@@ -543,6 +566,7 @@ pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, n
         records: records.clone(),
         cursor: None,
     })
+    .await
     .unwrap();
     assert_eq!(
         spawn_relay(relay(dir.path(), &options).await)
@@ -565,7 +589,7 @@ pub async fn the_relay_validates_as_the_processor_does(cluster: &KafkaCluster, n
     assert_eq!(error, embedded.to_string());
     assert!(error.contains("duplicate field `login`"), "{error}");
     let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-    let letters = store.dead_letters(10).unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!((letters[0].log_seq, &letters[0].reason), (2, &error));
 }
@@ -601,12 +625,13 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
     let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
     let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     wait_until("every user stored and the late one dead-lettered", || {
-        watch.count().unwrap() == users && stats.dead_letters.load(Relaxed) == 1
+        super::count(&dir.path().join("store.db"), "created_users") == users
+            && stats.dead_letters.load(Relaxed) == 1
     })
     .await;
     cancel.cancel();
     run.await.unwrap().unwrap();
-    let letters = watch.dead_letters(10).unwrap();
+    let letters = watch.dead_letters(10).await.unwrap();
     assert!(
         letters[0].reason.contains("unknown schema id 2"),
         "{letters:?}"
@@ -640,15 +665,15 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
         stderr.contains("1 dead letters re-driven: 1 stored"),
         "{stderr}"
     );
-    assert_eq!(watch.count().unwrap(), users + 1);
-    assert_eq!(watch.dead_letter_count().unwrap(), 0);
+    assert_eq!(watch.count().await.unwrap(), users + 1);
+    assert_eq!(watch.dead_letter_count().await.unwrap(), 0);
     let late_id: uuid::Uuid =
         serde_json::from_str::<serde_json::Value>(&late).unwrap()["login"]["uuid"]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
-    assert!(watch.get(late_id).unwrap().is_some());
+    assert!(watch.get(late_id).await.unwrap().is_some());
 }
 
 /// The environment of a `userstream` command on the Kafka path of `cluster`: topics and group

@@ -154,6 +154,21 @@ pub async fn not_ready(readiness: &userstream::http::Readiness) -> Vec<&'static 
         .collect()
 }
 
+/// As [`wait_until`], for a condition that must be awaited (a store query).
+pub async fn wait_for<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until every probe of `readiness` passes, failing the test after 120 s with `what`.
 pub async fn wait_until_ready(readiness: &userstream::http::Readiness, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

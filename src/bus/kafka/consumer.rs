@@ -344,22 +344,21 @@ impl<S: Sink> KafkaProcessor<S> {
         // One store commit per partition: its rows and its dead letters, keyed by partition and
         // offset so that a redone batch rewrites them. Progress itself is the offset commit below.
         let started = Instant::now();
-        tokio::task::block_in_place(|| {
-            for (partition, (rows, _)) in &rows_by_partition {
-                let letters: Vec<DeadLetter> = poison
-                    .iter()
-                    .filter(|p| p.partition == *partition)
-                    .map(|p| p.letter.clone())
-                    .collect();
-                self.sink.commit(Commit {
+        for (partition, (rows, _)) in &rows_by_partition {
+            let letters: Vec<DeadLetter> = poison
+                .iter()
+                .filter(|p| p.partition == *partition)
+                .map(|p| p.letter.clone())
+                .collect();
+            self.sink
+                .commit(Commit {
                     rows,
                     dead_letters: &letters,
                     log_id: &dead_letter::partition_log_id(&topic, *partition),
                     position: None,
-                })?;
-            }
-            Ok::<_, KafkaPathError>(())
-        })?;
+                })
+                .await?;
+        }
         let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
         RecordsStored {
             component: Component::Consumer,

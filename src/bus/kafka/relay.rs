@@ -77,11 +77,8 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
     /// Relays the next batch; returns how many records were published or dead-lettered (0 =
     /// caught up).
     pub async fn relay_batch(&mut self) -> Result<usize, KafkaPathError> {
-        let (after, batch) = tokio::task::block_in_place(|| {
-            let after = self.log.checkpoint(&self.checkpoint)?;
-            let batch = self.log.read_after(after, self.options.batch_size)?;
-            Ok::<_, KafkaPathError>((after, batch))
-        })?;
+        let after = self.log.checkpoint(&self.checkpoint).await?;
+        let batch = self.log.read_after(after, self.options.batch_size).await?;
         let Some(last) = batch.last().map(|r| r.seq) else {
             self.position = after;
             return Ok(0);
@@ -152,14 +149,14 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
             }
             // Keyed (log id, seq) as the embedded processor keys them: a relay that redoes
             // this batch after a crash rewrites the same dead letters.
-            tokio::task::block_in_place(|| {
-                self.store.commit(Commit {
+            self.store
+                .commit(Commit {
                     rows: &[],
                     dead_letters: &refused,
                     log_id: &log_id,
                     position: None,
                 })
-            })?;
+                .await?;
         }
         if let (Some(first), Some(error_type)) = (refused.first(), refused_type) {
             RecordsDeadLettered {
@@ -171,7 +168,7 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
             .emit();
         }
         // Every record of the batch is published or dead-lettered: now, and only now, mark them.
-        tokio::task::block_in_place(|| self.log.set_checkpoint(&self.checkpoint, last))?;
+        self.log.set_checkpoint(&self.checkpoint, last).await?;
         self.position = last;
         RecordsPublished {
             count: batch.len() - refused.len(),

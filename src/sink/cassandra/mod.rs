@@ -22,7 +22,6 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -119,76 +118,36 @@ struct Statements {
 }
 
 pub struct CassandraStore {
-    runtime: Option<tokio::runtime::Runtime>,
     session: Arc<Session>,
     statements: Statements,
     options: CassandraOptions,
 }
 
-impl Drop for CassandraStore {
-    /// As with PostgreSQL: a runtime must not block when dropped inside async code.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-fn block_on<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| runtime.block_on(future))
-        }
-        _ => runtime.block_on(future),
-    }
-}
-
 impl CassandraStore {
     /// Connects, creates keyspace and tables if missing (exactly DATA.md's table), prepares
     /// every statement.
-    pub fn open(nodes: &str, options: &CassandraOptions) -> Result<Self, SinkError> {
+    pub async fn open(nodes: &str, options: &CassandraOptions) -> Result<Self, SinkError> {
         options.validate().map_err(CassandraError::Config)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| CassandraError::Config(format!("starting runtime: {e}")))?;
-        let (session, statements) = match block_on(&runtime, connect(nodes, options)) {
-            Ok(connected) => connected,
-            Err(err) => {
-                // Dropping a runtime blocks, which panics inside async code (`run` opens the
-                // store there): let it wind down in the background instead.
-                runtime.shutdown_background();
-                return Err(err.into());
-            }
-        };
+        let (session, statements) = connect(nodes, options).await?;
         Ok(Self {
-            runtime: Some(runtime),
             session: Arc::new(session),
             statements,
             options: options.clone(),
         })
     }
 
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
-        block_on(
-            self.runtime.as_ref().expect("runtime lives until drop"),
-            future,
-        )
-    }
-
     /// Pages through every row of `statement` (in token order, the only order Cassandra keeps),
     /// handing each to `each`; memory stays at one page whatever the table's size.
-    fn scan<R>(
+    async fn scan<R>(
         &self,
         op: &'static str,
         statement: &PreparedStatement,
-        mut each: impl FnMut(R),
+        mut each: impl FnMut(R) + Send,
     ) -> Result<(), SinkError>
     where
         R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
     {
-        Ok(self.block_on(async {
+        Ok(async {
             let pager = self
                 .session
                 .execute_iter(statement.clone(), ())
@@ -199,15 +158,16 @@ impl CassandraStore {
                 each(row);
             }
             Ok::<_, CassandraError>(())
-        })?)
+        }
+        .await?)
     }
 
     /// The `limit` newest users (by `timestamp`, then id) among those `keep` accepts, newest
     /// first, paging through the table with only `limit` rows held.
-    fn newest_users(
+    async fn newest_users(
         &self,
         limit: usize,
-        keep: impl Fn(&UserRow) -> bool,
+        keep: impl Fn(&UserRow) -> bool + Send + Sync,
     ) -> Result<Vec<UserRow>, SinkError> {
         let mut newest = Newest::new(limit);
         self.scan("scan users", &self.statements.scan_users, |t: UserTuple| {
@@ -215,13 +175,14 @@ impl CassandraStore {
             if keep(&row) {
                 newest.push((row.timestamp, std::cmp::Reverse(row.id)), row);
             }
-        })?;
+        })
+        .await?;
         Ok(newest.into_vec())
     }
 
     /// The rows of `statement` (one key column of a table), counted page by page: `COUNT(*)`
     /// on a large table runs into the server's read timeout.
-    fn count_rows<K>(
+    async fn count_rows<K>(
         &self,
         op: &'static str,
         statement: &PreparedStatement,
@@ -230,7 +191,7 @@ impl CassandraStore {
         (K,): for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + 'static,
     {
         let mut count = 0;
-        self.scan(op, statement, |_: (K,)| count += 1)?;
+        self.scan(op, statement, |_: (K,)| count += 1).await?;
         Ok(count)
     }
 }
@@ -455,40 +416,88 @@ async fn write_with_retry<V: scylla::serialize::row::SerializeRow>(
     }
 }
 
+/// One row's idempotent write.
+fn write_user<'a>(
+    session: &'a Session,
+    statement: &'a PreparedStatement,
+    row: &'a UserRow,
+    attempts: u32,
+) -> impl std::future::Future<Output = Result<(), CassandraError>> + Send + 'a {
+    let values = (
+        row.id,
+        &row.first_name,
+        &row.last_name,
+        &row.gender,
+        &row.address,
+        &row.post_code,
+        &row.email,
+        &row.username,
+        CqlTimestamp(row.dob.timestamp_millis()),
+        CqlTimestamp(row.registered_date.timestamp_millis()),
+        &row.phone,
+        &row.picture,
+        CqlTimestamp(row.timestamp.timestamp_millis()),
+    );
+    write_with_retry(session, statement, values, attempts)
+}
+
+/// One dead letter's idempotent write, keyed by its source.
+fn write_dead_letter<'a>(
+    session: &'a Session,
+    statement: &'a PreparedStatement,
+    log_id: &'a str,
+    letter: &'a super::DeadLetter,
+    now: CqlTimestamp,
+    attempts: u32,
+) -> impl std::future::Future<Output = Result<(), CassandraError>> + Send + 'a {
+    let values = (
+        log_id,
+        letter.log_seq as i64,
+        &letter.reason,
+        &letter.record,
+        now,
+    );
+    write_with_retry(session, statement, values, attempts)
+}
+
+#[async_trait::async_trait]
 impl Sink for CassandraStore {
-    fn commit(&mut self, commit: Commit<'_>) -> Result<(), SinkError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
         let session = &self.session;
         let s = &self.statements;
         let attempts = self.options.write_attempts;
         let concurrency = self.options.concurrency;
         let now = CqlTimestamp(Utc::now().timestamp_millis());
-        self.block_on(async {
-            let users = futures::stream::iter(commit.rows.iter().map(|row| {
-                let values = (
-                    row.id,
-                    &row.first_name,
-                    &row.last_name,
-                    &row.gender,
-                    &row.address,
-                    &row.post_code,
-                    &row.email,
-                    &row.username,
-                    CqlTimestamp(row.dob.timestamp_millis()),
-                    CqlTimestamp(row.registered_date.timestamp_millis()),
-                    &row.phone,
-                    &row.picture,
-                    CqlTimestamp(row.timestamp.timestamp_millis()),
-                );
-                write_with_retry(session, &s.insert_user, values, attempts)
-            }))
-            .buffer_unordered(concurrency);
-            users.try_collect::<()>().await?;
-            let dead = futures::stream::iter(commit.dead_letters.iter().map(|d| {
-                let values = (commit.log_id, d.log_seq as i64, &d.reason, &d.record, now);
-                write_with_retry(session, &s.insert_dead_letter, values, attempts)
-            }))
-            .buffer_unordered(concurrency);
-            dead.try_collect::<()>().await?;
+        async {
+            // Futures collected first: a lazily mapped iterator held across the awaits trips
+            // the compiler's `Send` inference for async-trait futures.
+            let users: Vec<_> = commit
+                .rows
+                .iter()
+                .map(|row| write_user(session, &s.insert_user, row, attempts))
+                .collect();
+            futures::stream::iter(users)
+                .buffer_unordered(concurrency)
+                .try_collect::<()>()
+                .await?;
+            let letters: Vec<_> = commit
+                .dead_letters
+                .iter()
+                .map(|d| {
+                    write_dead_letter(
+                        session,
+                        &s.insert_dead_letter,
+                        commit.log_id,
+                        d,
+                        now,
+                        attempts,
+                    )
+                })
+                .collect();
+            futures::stream::iter(letters)
+                .buffer_unordered(concurrency)
+                .try_collect::<()>()
+                .await?;
             // Only now, with every write acknowledged, may the position move.
             match commit.position {
                 Some(position) => {
@@ -497,12 +506,13 @@ impl Sink for CassandraStore {
                 }
                 None => Ok(()),
             }
-        })?;
+        }
+        .await?;
         Ok(())
     }
 
-    fn position(&mut self, log_id: &str) -> Result<Option<u64>, SinkError> {
-        Ok(self.block_on(async {
+    async fn position(&self, log_id: &str) -> Result<Option<u64>, SinkError> {
+        Ok(async {
             let result = self
                 .session
                 .execute_unpaged(&self.statements.read_position, (log_id,))
@@ -515,31 +525,35 @@ impl Sink for CassandraStore {
                 .maybe_first_row::<(Option<i64>,)>()
                 .map_err(|e| driver("read position")(&e))?;
             Ok::<_, CassandraError>(position.and_then(|(p,)| p).map(|p| p as u64))
-        })?)
+        }
+        .await?)
     }
 
-    fn remove_dead_letters(&mut self, keys: &[(String, u64)]) -> Result<(), SinkError> {
+    async fn remove_dead_letters(&self, keys: &[(String, u64)]) -> Result<(), SinkError> {
         let (session, statement) = (&self.session, &self.statements.delete_dead_letter);
         let attempts = self.options.write_attempts;
-        Ok(self.block_on(async {
+        Ok(async {
             for (log_id, seq) in keys {
                 write_with_retry(session, statement, (log_id, *seq as i64), attempts).await?;
             }
             Ok::<_, CassandraError>(())
-        })?)
+        }
+        .await?)
     }
 }
 
 /// Queries page through the tables (`SCAN_PAGE_SIZE` rows at a time) and hold at most the rows
 /// they answer with: Cassandra has no index to order or filter by, and a table may be far larger
 /// than memory.
+#[async_trait::async_trait]
 impl UserQuery for CassandraStore {
-    fn count(&self) -> Result<u64, SinkError> {
+    async fn count(&self) -> Result<u64, SinkError> {
         self.count_rows::<Uuid>("count users", &self.statements.scan_ids)
+            .await
     }
 
-    fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
-        Ok(self.block_on(async {
+    async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
+        Ok(async {
             let result = self
                 .session
                 .execute_unpaged(&self.statements.get_user, (id,))
@@ -552,15 +566,16 @@ impl UserQuery for CassandraStore {
                 .maybe_first_row::<UserTuple>()
                 .map_err(|e| driver("get user")(&e))?;
             Ok::<_, CassandraError>(row.map(to_row))
-        })?)
+        }
+        .await?)
     }
 
     /// By `timestamp` (when the user was fetched), newest first, as every store orders.
-    fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
-        self.newest_users(limit, |_| true)
+    async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
+        self.newest_users(limit, |_| true).await
     }
 
-    fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
+    async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
         let country = filter
             .country
             .as_ref()
@@ -574,14 +589,16 @@ impl UserQuery for CassandraStore {
                     .as_ref()
                     .is_none_or(|g| r.gender.to_lowercase() == *g)
         })
+        .await
     }
 
-    fn dead_letter_count(&self) -> Result<u64, SinkError> {
+    async fn dead_letter_count(&self) -> Result<u64, SinkError> {
         self.count_rows::<i64>("count dead letters", &self.statements.scan_dead_letter_seqs)
+            .await
     }
 
     /// Newest failure first, as every store orders.
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
         let mut newest = Newest::new(limit);
         self.scan(
             "scan dead letters",
@@ -590,13 +607,14 @@ impl UserQuery for CassandraStore {
                 let order = (t.3.map_or(0, |at| at.0), t.1);
                 newest.push(order, dead_letter_entry(t));
             },
-        )?;
+        )
+        .await?;
         Ok(newest.into_vec())
     }
 
-    fn scan_dead_letters(
+    async fn scan_dead_letters(
         &self,
-        each: &mut dyn FnMut(DeadLetterEntry) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(DeadLetterEntry) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError> {
         let mut failed = Ok(());
         self.scan(
@@ -607,20 +625,22 @@ impl UserQuery for CassandraStore {
                     failed = each(dead_letter_entry(t));
                 }
             },
-        )?;
+        )
+        .await?;
         failed
     }
 
-    fn scan_ids(
+    async fn scan_ids(
         &self,
-        each: &mut dyn FnMut(Uuid) -> Result<(), SinkError>,
+        each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError> {
         let mut failed = Ok(());
         self.scan("scan ids", &self.statements.scan_ids, |(id,): (Uuid,)| {
             if failed.is_ok() {
                 failed = each(id);
             }
-        })?;
+        })
+        .await?;
         failed
     }
 }

@@ -25,11 +25,11 @@ fn row(uuid: &str, first: &str) -> UserRow {
 const A: &str = "7a0eed16-9430-4d68-901f-c0d4c1c3bf00";
 const B: &str = "0b7e6a38-8f1b-4f4e-9c1c-2b1a2c3d4e5f";
 
-#[test]
-fn commit_is_idempotent_and_keeps_position_per_log() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_is_idempotent_and_keeps_position_per_log() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-    assert_eq!(store.position("log").unwrap(), None);
+    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    assert_eq!(store.position("log").await.unwrap(), None);
     let rows = [row(A, "Ann"), row(B, "Bob")];
     let dead = [DeadLetter {
         log_seq: 3,
@@ -44,19 +44,23 @@ fn commit_is_idempotent_and_keeps_position_per_log() {
                 log_id: "log",
                 position: Some(3),
             })
+            .await
             .unwrap();
     }
-    assert_eq!(store.count().unwrap(), 2);
-    assert_eq!(store.dead_letter_count().unwrap(), 1);
-    assert_eq!(store.position("log").unwrap(), Some(3));
-    assert_eq!(store.position("other").unwrap(), None);
-    assert_eq!(store.get(rows[0].id).unwrap().as_ref(), Some(&rows[0]));
+    assert_eq!(store.count().await.unwrap(), 2);
+    assert_eq!(store.dead_letter_count().await.unwrap(), 1);
+    assert_eq!(store.position("log").await.unwrap(), Some(3));
+    assert_eq!(store.position("other").await.unwrap(), None);
+    assert_eq!(
+        store.get(rows[0].id).await.unwrap().as_ref(),
+        Some(&rows[0])
+    );
 }
 
-#[test]
-fn last_write_wins_and_queries_filter() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_write_wins_and_queries_filter() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     let first = [row_at(A, "Ann", 1), row_at(B, "Bob", 2)];
     store
         .commit(Commit {
@@ -65,8 +69,9 @@ fn last_write_wins_and_queries_filter() {
             log_id: "l",
             position: Some(2),
         })
+        .await
         .unwrap();
-    assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
+    assert_eq!(store.latest(1).await.unwrap()[0].first_name, "Bob");
     let again = [row_at(A, "Anna", 3)];
     store
         .commit(Commit {
@@ -75,12 +80,17 @@ fn last_write_wins_and_queries_filter() {
             log_id: "l",
             position: Some(3),
         })
+        .await
         .unwrap();
-    assert_eq!(store.count().unwrap(), 2);
-    assert_eq!(store.get(first[0].id).unwrap().unwrap().first_name, "Anna");
+    assert_eq!(store.count().await.unwrap(), 2);
+    assert_eq!(
+        store.get(first[0].id).await.unwrap().unwrap().first_name,
+        "Anna"
+    );
     // Latest by fetch time: A was fetched again after B.
     let latest: Vec<_> = store
         .latest(2)
+        .await
         .unwrap()
         .into_iter()
         .map(|r| r.first_name)
@@ -91,17 +101,17 @@ fn last_write_wins_and_queries_filter() {
         gender: Some("MALE".into()),
         limit: 10,
     };
-    assert_eq!(store.filter(&uk).unwrap().len(), 2);
+    assert_eq!(store.filter(&uk).await.unwrap().len(), 2);
     let fr = UserFilter {
         country: Some("France".into()),
         limit: 10,
         ..Default::default()
     };
-    assert!(store.filter(&fr).unwrap().is_empty());
+    assert!(store.filter(&fr).await.unwrap().is_empty());
 }
 
-#[test]
-fn a_version_1_store_gains_the_timestamp_column() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_store_gains_the_timestamp_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     {
@@ -123,8 +133,8 @@ fn a_version_1_store_gains_the_timestamp_column() {
         )
         .unwrap();
     }
-    let mut store = SqliteStore::open(&path).unwrap();
-    let old = store.get(row(A, "Ann").id).unwrap().unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let old = store.get(row(A, "Ann").id).await.unwrap().unwrap();
     assert_eq!(
         old.timestamp.timestamp(),
         0,
@@ -138,6 +148,7 @@ fn a_version_1_store_gains_the_timestamp_column() {
             log_id: "l",
             position: Some(1),
         })
+        .await
         .unwrap();
-    assert_eq!(store.latest(1).unwrap()[0].first_name, "Bob");
+    assert_eq!(store.latest(1).await.unwrap()[0].first_name, "Bob");
 }

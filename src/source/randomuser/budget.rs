@@ -9,7 +9,7 @@
 //! `run`, a scheduler's `ingest --once`, two processes at once) draws on one budget, and a
 //! restart does not refill it. Without a log (tests, a bare client) it is kept in memory.
 
-use crate::log::{LogError, RawLog};
+use crate::log::{Log, LogError};
 use crate::telemetry::events::{ApiBudgetRemaining, InternalEvent};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,9 +20,8 @@ pub struct WindowBudget {
     window: Duration,
     spent: VecDeque<(Instant, u32)>,
     in_window: u64,
-    /// The shared ledger and the budget's key in it (the API's host). In a mutex only so that
-    /// the client stays `Sync` (a database connection is not); it is never contended.
-    ledger: Option<(std::sync::Mutex<Box<dyn RawLog>>, String)>,
+    /// The shared ledger and the budget's key in it (the API's host).
+    ledger: Option<(Log, String)>,
 }
 
 impl std::fmt::Debug for WindowBudget {
@@ -49,8 +48,8 @@ impl WindowBudget {
 
     /// From now on keeps the spend in `log` under `key`, shared with every process using that
     /// log.
-    pub fn share(&mut self, log: Box<dyn RawLog>, key: String) {
-        self.ledger = Some((std::sync::Mutex::new(log), key));
+    pub fn share(&mut self, log: Log, key: String) {
+        self.ledger = Some((log, key));
     }
 
     /// Waits until `users` more fit in the window, then charges them. A request larger than the
@@ -59,11 +58,10 @@ impl WindowBudget {
         if self.limit == 0 {
             return Ok(());
         }
-        if let Some((log, key)) = &mut self.ledger {
+        if let Some((log, key)) = &self.ledger {
             loop {
                 let (limit, window) = (self.limit, self.window);
-                let log = log.get_mut().unwrap_or_else(|e| e.into_inner());
-                let wait = blocking(|| log.spend_budget(key, users, limit, window))?;
+                let wait = log.spend_budget(key, users, limit, window).await?;
                 let Some(wait) = wait else { return Ok(()) };
                 tracing::info!(?wait, users, budget = %key, "API budget exhausted for this window (shared through the log), waiting");
                 tokio::time::sleep(wait).await;
@@ -99,16 +97,6 @@ impl WindowBudget {
     }
 }
 
-/// Runs a short blocking call (a database transaction) without stalling other tasks where the
-/// runtime allows it.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,15 +106,17 @@ mod tests {
     async fn the_spend_is_shared_through_the_log_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
-        let open = || Box::new(crate::log::SqliteLog::open(&path).unwrap()) as Box<dyn RawLog>;
+        use crate::log::RawLog;
+        let open = || std::sync::Arc::new(crate::log::SqliteLog::open(&path).unwrap()) as Log;
         let window = Duration::from_secs(300);
         let mut first = WindowBudget::new(1000, window);
         first.share(open(), "randomuser.me".into());
         first.acquire(600).await.unwrap();
         // Another process, or this one restarted: 600 more do not fit for about 5 minutes.
-        let mut ledger = open();
+        let ledger = open();
         let wait = ledger
             .spend_budget("randomuser.me", 600, 1000, window)
+            .await
             .unwrap()
             .expect("the window is spent");
         assert!(
@@ -137,12 +127,14 @@ mod tests {
         assert_eq!(
             ledger
                 .spend_budget("randomuser.me", 400, 1000, window)
+                .await
                 .unwrap(),
             None
         );
         assert!(
             ledger
                 .spend_budget("randomuser.me", 1, 1000, window)
+                .await
                 .unwrap()
                 .is_some()
         );
@@ -150,6 +142,7 @@ mod tests {
         assert_eq!(
             ledger
                 .spend_budget("example.org", 1000, 1000, window)
+                .await
                 .unwrap(),
             None
         );

@@ -54,7 +54,7 @@ impl RandomUserClient {
 
     /// Keeps the API budget's spend in `log` (the raw log's database), shared by every process
     /// that uses it. Keyed by the API's host.
-    pub fn with_shared_budget(mut self, log: Box<dyn crate::log::RawLog>) -> Self {
+    pub fn with_shared_budget(mut self, log: crate::log::Log) -> Self {
         let host = self
             .config
             .host()
