@@ -77,7 +77,7 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         }
         result?;
         tracing::info!(
-            messages = stats.messages.load(std::sync::atomic::Ordering::Relaxed),
+            messages = stats.records.load(std::sync::atomic::Ordering::Relaxed),
             stored = stats.rows.load(std::sync::atomic::Ordering::Relaxed),
             dead_lettered = stats
                 .dead_letters

@@ -174,15 +174,11 @@ async fn relay_until_done<L: crate::log::RawLog + 'static, S: crate::sink::Sink 
     }
 }
 
-fn merged_latency(
-    stats: &[std::sync::Arc<crate::bus::kafka::consumer::KafkaProcessorStats>],
-) -> hdrhistogram::Histogram<u64> {
+fn merged_latency(stats: &[Arc<crate::process::ProcessStats>]) -> hdrhistogram::Histogram<u64> {
     let mut all =
         hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     for s in stats {
-        if let Some(h) = s.latency_micros.lock().expect("stats lock").as_ref() {
-            all.add(h).expect("same bounds");
-        }
+        all.add(s.latency_micros()).expect("same bounds");
     }
     all
 }

@@ -1,10 +1,12 @@
-//! Turning raw log records into rows: validation and transform ([`transform`]) and the run loop
-//! that reads the log and commits to a sink ([`processor`]); re-processing dead letters after a
-//! fix ([`redrive`]).
+//! Turning raw log records into rows: validation and transform ([`transform`]), the commit,
+//! counting and telling both processors share ([`core`]), the embedded run loop that reads the
+//! log ([`processor`]); re-processing dead letters after a fix ([`redrive`]).
 
+pub mod core;
 pub mod processor;
 pub mod redrive;
 pub mod transform;
 
-pub use processor::{Processor, ProcessorConfig, ProcessorStats};
+pub use core::{ProcessStats, ProcessingCore};
+pub use processor::{Processor, ProcessorConfig};
 pub use transform::{Invalid, transform};

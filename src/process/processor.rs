@@ -1,32 +1,31 @@
-//! The processor's run loop: read the log after the committed position, transform, and commit
-//! rows + dead letters + new position to the sink in one step.
+//! The embedded processor's run loop: read the log after the committed position, transform, and
+//! commit rows + dead letters + new position to the sink in one step (through the
+//! [`ProcessingCore`] it shares with the Kafka consumer).
 //!
 //! Exactly-once effect comes from two facts together: the position is committed atomically with
 //! the batch's effects (so a crash never commits one without the other), and rows are upserts by
 //! `login.uuid` (so a duplicated record, or a batch written twice by another path, changes nothing).
 
+use super::core::{CommitFailed, ProcessStats, ProcessingCore};
 use super::transform::transform;
 use crate::log::{AppendSignal, LogError, RawLog};
 use crate::model::row::fetch_timestamp;
 use crate::sink::{Commit, DeadLetter, Sink, SinkError};
-use crate::telemetry::events::{
-    Component, EndToEndLatency, InternalEvent, LogEnd, ReaderPosition, RecordsDeadLettered,
-    RecordsFailed, RecordsReceived, RecordsStored,
-};
+use crate::telemetry::events::{Component, InternalEvent, LogEnd, ReaderPosition};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("committing batch ending at log position {position} failed {attempts} times: {error}")]
+    #[error("committing batch ending at log position {position}: {failed}")]
     Commit {
         position: u64,
-        attempts: u32,
-        error: SinkError,
+        #[source]
+        failed: CommitFailed,
     },
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -45,16 +44,6 @@ pub struct ProcessorConfig {
     pub commit_attempts: u32,
 }
 
-/// Live counters, readable from other threads for progress reports.
-#[derive(Debug, Default)]
-pub struct ProcessorStats {
-    pub records: AtomicU64,
-    pub rows: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub batches: AtomicU64,
-    pub position: AtomicU64,
-}
-
 /// What one run of the processor did.
 #[derive(Debug)]
 pub struct ProcessSummary {
@@ -70,21 +59,21 @@ pub struct Processor<L, S> {
     log: L,
     sink: S,
     config: ProcessorConfig,
-    stats: Arc<ProcessorStats>,
+    core: ProcessingCore,
 }
 
 impl<L: RawLog, S: Sink> Processor<L, S> {
     pub fn new(log: L, sink: S, config: ProcessorConfig) -> Self {
         Self {
+            core: ProcessingCore::new(Component::Processor, config.commit_attempts),
             log,
             sink,
             config,
-            stats: Arc::default(),
         }
     }
 
-    pub fn stats(&self) -> Arc<ProcessorStats> {
-        Arc::clone(&self.stats)
+    pub fn stats(&self) -> Arc<ProcessStats> {
+        self.core.stats()
     }
 
     /// Processes until the log is drained *and* `signal` is closed (no more appends coming from
@@ -96,16 +85,14 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
         if position > last {
             return Err(ProcessError::PositionPastEnd { position, last });
         }
-        self.stats.position.store(position, Relaxed);
+        let stats = self.core.stats();
+        stats.position.store(position, Relaxed);
         LogEnd { last_seq: last }.emit();
         ReaderPosition {
             reader: Component::Processor,
             position,
         }
         .emit();
-        // 1 µs to 1 hour at 3 significant digits; anything slower is clamped, not lost.
-        let mut latency =
-            Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
         let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
         let mut rows = Vec::with_capacity(self.config.batch_size);
         let mut dead = Vec::new();
@@ -124,6 +111,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 signal.wait_past(position, self.config.poll_interval).await;
                 continue;
             };
+            self.core.received(batch.len());
             rows.clear();
             dead.clear();
             let mut first_dead_type = None;
@@ -140,27 +128,25 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                     }
                 }
             }
-            RecordsReceived {
-                component: Component::Processor,
-                count: batch.len(),
-            }
-            .emit();
-            let started = Instant::now();
-            self.commit_with_retry(&rows, &dead, &log_id, end).await?;
-            RecordsStored {
-                component: Component::Processor,
-                count: rows.len(),
-                took: started.elapsed(),
-            }
-            .emit();
-            let committed_at = chrono::Utc::now().timestamp_micros();
-            for record in &batch {
-                let micros = (committed_at - record.fetched_at_micros).max(0) as u64;
-                latency.saturating_record(micros);
-            }
-            emit_latency(
-                Component::Processor,
-                committed_at,
+            let commit = Commit {
+                rows: &rows,
+                dead_letters: &dead,
+                log_id: &log_id,
+                position: Some(end),
+            };
+            self.core
+                .commit(&self.sink, commit)
+                .await
+                .map_err(|failed| ProcessError::Commit {
+                    position: end,
+                    failed,
+                })?;
+            self.core.done(
+                batch.len(),
+                rows.len(),
+                dead.first()
+                    .zip(first_dead_type)
+                    .map(|(first, kind)| (dead.len(), kind, first.reason.as_str())),
                 batch.iter().map(|r| r.fetched_at_micros),
             );
             ReaderPosition {
@@ -169,115 +155,17 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             }
             .emit();
             position = end;
+            stats.position.store(position, Relaxed);
             records += batch.len() as u64;
             rows_total += rows.len() as u64;
             dead_total += dead.len() as u64;
-            self.stats.records.fetch_add(batch.len() as u64, Relaxed);
-            self.stats.rows.fetch_add(rows.len() as u64, Relaxed);
-            self.stats
-                .dead_letters
-                .fetch_add(dead.len() as u64, Relaxed);
-            self.stats.batches.fetch_add(1, Relaxed);
-            self.stats.position.store(position, Relaxed);
-            if let (Some(first), Some(error_type)) = (dead.first(), first_dead_type) {
-                RecordsDeadLettered {
-                    component: Component::Processor,
-                    error_type,
-                    count: dead.len(),
-                    first_reason: &first.reason,
-                }
-                .emit();
-            }
         }
         Ok(ProcessSummary {
             records,
             rows: rows_total,
             dead_letters: dead_total,
             position,
-            latency_micros: latency,
+            latency_micros: stats.latency_micros(),
         })
-    }
-
-    /// Commits one batch, retrying with [`commit_backoff`]: the position only moves once the store has
-    /// taken the whole batch, so waiting here loses nothing.
-    async fn commit_with_retry(
-        &mut self,
-        rows: &[crate::model::UserRow],
-        dead: &[DeadLetter],
-        log_id: &str,
-        position: u64,
-    ) -> Result<(), ProcessError> {
-        let mut attempt = 1;
-        loop {
-            let commit = Commit {
-                rows,
-                dead_letters: dead,
-                log_id,
-                position: Some(position),
-            };
-            match self.sink.commit(commit).await {
-                Ok(()) => return Ok(()),
-                Err(error) if attempt >= self.config.commit_attempts => {
-                    return Err(ProcessError::Commit {
-                        position,
-                        attempts: attempt,
-                        error,
-                    });
-                }
-                Err(error) => {
-                    let delay = commit_backoff(attempt);
-                    RecordsFailed {
-                        component: Component::Processor,
-                        error_type: "store_commit",
-                        count: rows.len() + dead.len(),
-                        attempt,
-                        retry_in: delay,
-                        error: &error,
-                    }
-                    .emit();
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-}
-
-/// The wait before commit attempt `attempt + 1`, for every commit that is retried (store
-/// transactions, Kafka offsets): doubling from 200 ms to 12.8 s, so the default
-/// `process.commit_attempts` (12) waits about 75 s in all.
-pub fn commit_backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100 * 2u64.pow(attempt.min(7)))
-}
-
-/// Emits the end-to-end latency of records committed at `committed_at` (µs), one sample per
-/// run of equal fetch times: a page's records share one, so a batch costs a few histogram
-/// updates rather than one per record.
-pub fn emit_latency(
-    component: Component,
-    committed_at: i64,
-    fetched_at: impl Iterator<Item = i64>,
-) {
-    let mut run: Option<(i64, usize)> = None;
-    let flush = |(at, count): (i64, usize)| {
-        EndToEndLatency {
-            component,
-            latency: Duration::from_micros((committed_at - at).max(0) as u64),
-            count,
-        }
-        .emit();
-    };
-    for at in fetched_at {
-        run = match run {
-            Some((same, n)) if same == at => Some((same, n + 1)),
-            Some(done) => {
-                flush(done);
-                Some((at, 1))
-            }
-            None => Some((at, 1)),
-        };
-    }
-    if let Some(done) = run {
-        flush(done);
     }
 }

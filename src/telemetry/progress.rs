@@ -1,8 +1,7 @@
 //! Live progress of a run: a bar on a terminal, a line every 10 s in a log.
 
-use crate::bus::kafka::consumer::KafkaProcessorStats;
 use crate::ingest::IngestStats;
-use crate::process::ProcessorStats;
+use crate::process::ProcessStats;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ pub trait ProcessedCounts: Send + Sync + 'static {
     fn processed(&self) -> Processed;
 }
 
-impl ProcessedCounts for ProcessorStats {
+impl ProcessedCounts for ProcessStats {
     fn processed(&self) -> Processed {
         Processed {
             records: self.records.load(Relaxed),
@@ -34,13 +33,16 @@ impl ProcessedCounts for ProcessorStats {
     }
 }
 
-impl ProcessedCounts for Vec<Arc<KafkaProcessorStats>> {
+/// A run's Kafka consumers together.
+impl ProcessedCounts for Vec<Arc<ProcessStats>> {
     fn processed(&self) -> Processed {
-        self.iter().fold(Processed::default(), |sum, s| Processed {
-            records: sum.records + s.messages.load(Relaxed),
-            rows: sum.rows + s.rows.load(Relaxed),
-            dead_letters: sum.dead_letters + s.dead_letters.load(Relaxed),
-        })
+        self.iter()
+            .map(|s| s.processed())
+            .fold(Processed::default(), |sum, p| Processed {
+                records: sum.records + p.records,
+                rows: sum.rows + p.rows,
+                dead_letters: sum.dead_letters + p.dead_letters,
+            })
     }
 }
 

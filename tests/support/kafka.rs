@@ -181,7 +181,7 @@ pub fn spawn_processor(
     cancel: &CancellationToken,
 ) -> (
     tokio::task::JoinHandle<Result<(), userstream::bus::kafka::KafkaPathError>>,
-    Arc<userstream::bus::kafka::consumer::KafkaProcessorStats>,
+    Arc<userstream::process::ProcessStats>,
 ) {
     let store = SqliteStore::open(&dir.join("store.db")).unwrap();
     let mut processor = KafkaProcessor::new(store, options).unwrap();

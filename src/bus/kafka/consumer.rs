@@ -12,14 +12,12 @@ use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
 use crate::model::row::fetch_timestamp;
-use crate::process::processor::commit_backoff;
+use crate::process::core::{ProcessStats, ProcessingCore, commit_backoff};
 use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::registry::client::ClientError;
 use crate::sink::{Commit, DeadLetter, Sink};
-use crate::telemetry::events::{
-    Component, InternalEvent, RecordsDeadLettered, RecordsFailed, RecordsReceived, RecordsStored,
-};
+use crate::telemetry::events::{Component, InternalEvent, RecordsFailed};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -93,25 +91,15 @@ impl DrainReport {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct KafkaProcessorStats {
-    pub messages: AtomicU64,
-    pub rows: AtomicU64,
-    pub dead_letters: AtomicU64,
-    /// Schema-registry calls retried because the registry was unavailable (an outage ridden out
-    /// rather than good data dead-lettered).
-    pub registry_retries: AtomicU64,
-    /// Fetch-to-commit latency (µs) of messages that carry the relay's fetch-time header.
-    pub latency_micros: std::sync::Mutex<Option<hdrhistogram::Histogram<u64>>>,
-}
-
 pub struct KafkaProcessor<S> {
     consumer: StreamConsumer<RebalanceWatch>,
     dlq: FutureProducer,
     registry: RegistryClient,
     sink: S,
     options: KafkaOptions,
-    stats: Arc<KafkaProcessorStats>,
+    /// Store commits, counting and telling, shared with the embedded processor.
+    core: ProcessingCore,
+    stats: Arc<ProcessStats>,
     /// `process.commit_attempts`: offset commits are retried like store commits.
     commit_attempts: u32,
 }
@@ -135,24 +123,30 @@ impl<S: Sink> KafkaProcessor<S> {
         let dlq = options
             .producer_config(&[("enable.idempotence", "true"), ("acks", "all")])
             .create()?;
+        let commit_attempts = crate::config::ProcessConfig::default().commit_attempts;
+        let core = ProcessingCore::new(Component::Consumer, commit_attempts);
         Ok(Self {
             consumer,
             dlq,
             registry: RegistryClient::new(&options.registry_url),
             sink,
             options: options.clone(),
-            stats: Arc::default(),
-            commit_attempts: crate::config::ProcessConfig::default().commit_attempts,
+            stats: core.stats(),
+            core,
+            commit_attempts,
         })
     }
 
-    /// Attempts at each offset commit (`process.commit_attempts`; the default otherwise).
+    /// Attempts at each store and offset commit (`process.commit_attempts`; the default
+    /// otherwise).
     pub fn with_commit_attempts(mut self, attempts: u32) -> Self {
         self.commit_attempts = attempts;
+        self.core = ProcessingCore::new(Component::Consumer, attempts);
+        self.stats = self.core.stats();
         self
     }
 
-    pub fn stats(&self) -> Arc<KafkaProcessorStats> {
+    pub fn stats(&self) -> Arc<ProcessStats> {
         Arc::clone(&self.stats)
     }
 
@@ -284,11 +278,7 @@ impl<S: Sink> KafkaProcessor<S> {
         // Fetch times from the relay's header, read once: they stamp the rows and, after the
         // commit, measure latency.
         let mut relayed_fetch_times = Vec::with_capacity(batch.len());
-        RecordsReceived {
-            component: Component::Consumer,
-            count: batch.len(),
-        }
-        .emit();
+        self.core.received(batch.len());
         // Per partition, when its newest message in this batch was written (ms): the lag's age.
         let mut newest_written: BTreeMap<i32, i64> = BTreeMap::new();
         for message in &batch {
@@ -343,37 +333,19 @@ impl<S: Sink> KafkaProcessor<S> {
         }
         // One store commit per partition: its rows and its dead letters, keyed by partition and
         // offset so that a redone batch rewrites them. Progress itself is the offset commit below.
-        let started = Instant::now();
         for (partition, (rows, _)) in &rows_by_partition {
             let letters: Vec<DeadLetter> = poison
                 .iter()
                 .filter(|p| p.partition == *partition)
                 .map(|p| p.letter.clone())
                 .collect();
-            self.sink
-                .commit(Commit {
-                    rows,
-                    dead_letters: &letters,
-                    log_id: &dead_letter::partition_log_id(&topic, *partition),
-                    position: None,
-                })
-                .await?;
-        }
-        let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
-        RecordsStored {
-            component: Component::Consumer,
-            count: rows,
-            took: started.elapsed(),
-        }
-        .emit();
-        if let Some(first) = poison.first() {
-            RecordsDeadLettered {
-                component: Component::Consumer,
-                error_type: first.error_type,
-                count: poison.len(),
-                first_reason: &first.letter.reason,
-            }
-            .emit();
+            let commit = Commit {
+                rows,
+                dead_letters: &letters,
+                log_id: &dead_letter::partition_log_id(&topic, *partition),
+                position: None,
+            };
+            self.core.commit(&self.sink, commit).await?;
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, (_, last)) in &rows_by_partition {
@@ -416,29 +388,18 @@ impl<S: Sink> KafkaProcessor<S> {
                 Err(err) => return Err(err.into()),
             }
         }
-        let committed_at = chrono::Utc::now().timestamp_micros();
-        {
-            let mut latency = self.stats.latency_micros.lock().expect("stats lock");
-            let histogram = latency.get_or_insert_with(|| {
-                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
-            });
-            for &at in &relayed_fetch_times {
-                histogram.saturating_record((committed_at - at).max(0) as u64);
-            }
-        }
-        crate::process::processor::emit_latency(
-            Component::Consumer,
-            committed_at,
+        let rows: usize = rows_by_partition.values().map(|(r, _)| r.len()).sum();
+        self.core.done(
+            batch.len(),
+            rows,
+            poison
+                .first()
+                .map(|first| (poison.len(), first.error_type, first.letter.reason.as_str())),
             relayed_fetch_times.iter().copied(),
         );
         self.consumer
             .context()
             .committed_written_at(&topic, &newest_written);
-        self.stats.messages.fetch_add(batch.len() as u64, Relaxed);
-        self.stats.rows.fetch_add(rows as u64, Relaxed);
-        self.stats
-            .dead_letters
-            .fetch_add(poison.len() as u64, Relaxed);
         Ok(())
     }
 }

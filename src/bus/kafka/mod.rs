@@ -34,4 +34,6 @@ pub enum KafkaPathError {
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
     Registry(#[from] crate::registry::client::ClientError),
+    #[error(transparent)]
+    Commit(#[from] crate::process::core::CommitFailed),
 }
