@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use support::scripted_server::{Reply, ScriptedServer};
 use userstream::log::{AppendSignal, RawLog, SqliteLog};
@@ -33,6 +32,9 @@ fn client_config(url: &str) -> ClientConfig {
 }
 
 const NAT: &[String] = &[];
+
+/// Failed API requests by kind.
+const API_ERRORS: &str = "userstream_api_errors_total";
 
 fn request(results: u32) -> FetchRequest<'static> {
     FetchRequest {
@@ -65,6 +67,7 @@ async fn sends_results_seed_page_and_nat() {
 
 #[tokio::test]
 async fn rate_limit_honours_retry_after() {
+    let metrics = support::metrics::LocalMetrics::install();
     let server =
         ScriptedServer::start(vec![Reply::too_many(Some("1")), Reply::ok(good_page(3))]).await;
     let mut client = client(&server.url);
@@ -77,7 +80,7 @@ async fn rate_limit_honours_retry_after() {
         gap >= Duration::from_millis(950),
         "retried after {gap:?}, Retry-After said 1 s"
     );
-    assert_eq!(client.stats().rate_limited.load(Relaxed), 1);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "rate_limited"), 1);
 }
 
 #[tokio::test]
@@ -99,6 +102,7 @@ async fn rate_limit_honours_retry_after_as_an_http_date() {
 
 #[tokio::test]
 async fn rate_limit_without_retry_after_backs_off_and_retries() {
+    let metrics = support::metrics::LocalMetrics::install();
     let server = ScriptedServer::start(vec![
         Reply::too_many(None),
         Reply::too_many(Some("soon")),
@@ -107,11 +111,12 @@ async fn rate_limit_without_retry_after_backs_off_and_retries() {
     .await;
     let mut client = client(&server.url);
     assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
-    assert_eq!(client.stats().rate_limited.load(Relaxed), 2);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "rate_limited"), 2);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried() {
+    let metrics = support::metrics::LocalMetrics::install();
     let server = ScriptedServer::start(vec![
         Reply::status(503, "Service Unavailable"),
         Reply::status(504, "<html>Gateway Timeout</html>"),
@@ -121,11 +126,12 @@ async fn server_errors_are_retried() {
     .await;
     let mut client = client(&server.url);
     assert_eq!(client.fetch(&request(2)).await.unwrap().records.len(), 2);
-    assert_eq!(client.stats().server_errors.load(Relaxed), 3);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "server_error"), 3);
 }
 
 #[tokio::test]
 async fn timeouts_are_retried() {
+    let metrics = support::metrics::LocalMetrics::install();
     let server = ScriptedServer::start(vec![
         Reply::Hang(Duration::from_secs(5)),
         Reply::ok(good_page(1)),
@@ -133,11 +139,12 @@ async fn timeouts_are_retried() {
     .await;
     let mut client = client(&server.url);
     assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
-    assert_eq!(client.stats().timeouts.load(Relaxed), 1);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "timeout"), 1);
 }
 
 #[tokio::test]
 async fn error_body_with_status_200_is_retried() {
+    let metrics = support::metrics::LocalMetrics::install();
     let server = ScriptedServer::start(vec![
         Reply::ok(r#"{"error": "Uh oh, something has gone wrong. Please tweet us @randomapi about the issue. Thank you."}"#),
         Reply::ok(good_page(1)),
@@ -145,11 +152,12 @@ async fn error_body_with_status_200_is_retried() {
     .await;
     let mut client = client(&server.url);
     assert_eq!(client.fetch(&request(1)).await.unwrap().records.len(), 1);
-    assert_eq!(client.stats().api_errors.load(Relaxed), 1);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "api_error"), 1);
 }
 
 #[tokio::test]
 async fn cut_connections_and_truncated_json_are_retried() {
+    let metrics = support::metrics::LocalMetrics::install();
     let page = good_page(4);
     let server = ScriptedServer::start(vec![
         Reply::CutShort {
@@ -162,13 +170,13 @@ async fn cut_connections_and_truncated_json_are_retried() {
     .await;
     let mut client = client(&server.url);
     assert_eq!(client.fetch(&request(4)).await.unwrap().records.len(), 4);
-    let stats = client.stats();
-    assert_eq!(stats.transport_errors.load(Relaxed), 1);
-    assert_eq!(stats.malformed.load(Relaxed), 1);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "transport"), 1);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "malformed"), 1);
 }
 
 #[tokio::test]
 async fn persistent_non_json_gives_up_with_a_clear_error() {
+    let metrics = support::metrics::LocalMetrics::install();
     let html = || Reply::ok("<html><body>Cloudflare: origin unreachable</body></html>");
     let server = ScriptedServer::start(vec![html(), html(), html(), html(), html()]).await;
     let mut client = client(&server.url);
@@ -184,18 +192,19 @@ async fn persistent_non_json_gives_up_with_a_clear_error() {
         "{text}"
     );
     assert_eq!(server.requests().len(), 4);
-    assert_eq!(client.stats().malformed.load(Relaxed), 4);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "malformed"), 4);
 }
 
 #[tokio::test]
 async fn empty_results_are_an_empty_page() {
+    let metrics = support::metrics::LocalMetrics::install();
     let server = ScriptedServer::start(vec![Reply::ok(
         r#"{"results":[],"info":{"seed":"s","results":0,"page":1,"version":"1.4"}}"#,
     )])
     .await;
     let mut client = client(&server.url);
     assert!(client.fetch(&request(5)).await.unwrap().records.is_empty());
-    assert_eq!(client.stats().empty_pages.load(Relaxed), 1);
+    assert_eq!(metrics.counter(API_ERRORS, "error_type", "empty_page"), 1);
 }
 
 #[tokio::test]

@@ -202,6 +202,20 @@ impl InternalEvent for ApiRequest {
     }
 }
 
+/// An API request failed, of kind `error_type` (retried or not; an empty page counts too, as the
+/// API's outage answer).
+pub struct ApiError {
+    pub error_type: &'static str,
+}
+
+impl InternalEvent for ApiError {
+    fn emit(self) {
+        tracing::debug!(error_type = self.error_type, "API request failed");
+        metrics::counter!("userstream_api_errors_total", "error_type" => self.error_type)
+            .increment(1);
+    }
+}
+
 /// An API request is retried after a failure of kind `error_type`.
 pub struct ApiRetry<'a> {
     pub error_type: &'static str,

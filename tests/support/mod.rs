@@ -8,6 +8,7 @@ pub mod certs;
 pub mod java;
 pub mod kafka;
 pub mod kafka_cluster;
+pub mod metrics;
 pub mod postgres;
 pub mod prometheus;
 pub mod python;

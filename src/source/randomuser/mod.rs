@@ -10,18 +10,15 @@
 pub mod backoff;
 pub mod budget;
 pub mod config;
-pub mod stats;
 
 pub use budget::WindowBudget;
 pub use config::ClientConfig;
-pub use stats::FetchStats;
 
 use super::page::{Page, parse_page};
 use super::{FetchError, FetchRequest, Source};
-use crate::telemetry::events::{ApiRequest, ApiRetry, ApiStatus, InternalEvent};
+use crate::telemetry::events::{ApiError, ApiRequest, ApiRetry, ApiStatus, InternalEvent};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest response body accepted: four times a full 5,000-user page (10 to 20 MB).
@@ -32,7 +29,6 @@ pub struct RandomUserClient {
     http: reqwest::Client,
     config: ClientConfig,
     budget: WindowBudget,
-    stats: Arc<FetchStats>,
 }
 
 impl RandomUserClient {
@@ -48,7 +44,6 @@ impl RandomUserClient {
             http,
             config,
             budget,
-            stats: Arc::default(),
         })
     }
 
@@ -61,11 +56,6 @@ impl RandomUserClient {
             .unwrap_or_else(|| self.config.url.clone());
         self.budget.share(log, host);
         self
-    }
-
-    /// Counters of requests and failures by kind, shared with whoever reports them.
-    pub fn stats(&self) -> Arc<FetchStats> {
-        Arc::clone(&self.stats)
     }
 
     /// One HTTP exchange, classified.
@@ -189,7 +179,6 @@ impl Source for RandomUserClient {
                 .acquire(request.results)
                 .await
                 .map_err(|e| FetchError::Budget(e.to_string()))?;
-            self.stats.record_request();
             let err = match self.attempt(request).await {
                 Ok(page) => {
                     ApiRequest {
@@ -197,7 +186,10 @@ impl Source for RandomUserClient {
                     }
                     .emit();
                     if page.records.is_empty() {
-                        self.stats.record_empty_page();
+                        ApiError {
+                            error_type: "empty_page",
+                        }
+                        .emit();
                     }
                     return Ok(page);
                 }
@@ -206,7 +198,10 @@ impl Source for RandomUserClient {
             if let Some(status) = err.api_status() {
                 ApiRequest { status }.emit();
             }
-            self.stats.record_error(&err);
+            ApiError {
+                error_type: err.error_type(),
+            }
+            .emit();
             if !err.is_retryable() {
                 return Err(err);
             }
