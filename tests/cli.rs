@@ -311,7 +311,7 @@ async fn dlq_redrive_stores_what_now_passes_and_keeps_the_rest() {
         .unwrap();
     store
         .commit(Commit {
-            rows: &[],
+            rows: Default::default(),
             dead_letters: &[DeadLetter {
                 log_seq: 2,
                 reason: "old bug: rejected every gb postcode".into(),
@@ -429,7 +429,7 @@ async fn audit_balances_and_names_what_is_missing_or_extra() {
     SqliteStore::open(&d.join("data/store.db"))
         .unwrap()
         .commit(Commit {
-            rows: std::slice::from_ref(&row),
+            rows: std::slice::from_ref(&row).into(),
             dead_letters: &[],
             log_id: "elsewhere",
             position: None,

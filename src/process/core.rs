@@ -108,7 +108,7 @@ impl ProcessingCore {
         let mut attempt = 1;
         loop {
             let attempt_commit = Commit {
-                rows: commit.rows,
+                rows: Arc::clone(&commit.rows),
                 dead_letters: commit.dead_letters,
                 log_id: commit.log_id,
                 position: commit.position,
@@ -254,7 +254,7 @@ mod tests {
 
     fn empty(log_id: &str) -> Commit<'_> {
         Commit {
-            rows: &[],
+            rows: Arc::default(),
             dead_letters: &[],
             log_id,
             position: None,

@@ -9,6 +9,7 @@
 use super::core::{CommitFailed, ProcessStats, ProcessingCore};
 use super::transform::transform;
 use crate::log::{AppendSignal, LogError, RawLog};
+use crate::model::UserRow;
 use crate::model::row::fetch_timestamp;
 use crate::sink::{Commit, DeadLetter, Sink, SinkError};
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, ReaderPosition};
@@ -94,7 +95,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
         }
         .emit();
         let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
-        let mut rows = Vec::with_capacity(self.config.batch_size);
+        let mut rows: Vec<UserRow> = Vec::with_capacity(self.config.batch_size);
         let mut dead = Vec::new();
         loop {
             // Read `closed` before the log: an append is committed before `close`, so if we saw
@@ -128,8 +129,10 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                     }
                 }
             }
+            // Shared with the store while it writes, and freed here, where it was built.
+            let batch_rows: Arc<[UserRow]> = std::mem::take(&mut rows).into();
             let commit = Commit {
-                rows: &rows,
+                rows: Arc::clone(&batch_rows),
                 dead_letters: &dead,
                 log_id: &log_id,
                 position: Some(end),
@@ -143,7 +146,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 })?;
             self.core.done(
                 batch.len(),
-                rows.len(),
+                batch_rows.len(),
                 dead.first()
                     .zip(first_dead_type)
                     .map(|(first, kind)| (dead.len(), kind, first.reason.as_str())),
@@ -157,7 +160,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
             position = end;
             stats.position.store(position, Relaxed);
             records += batch.len() as u64;
-            rows_total += rows.len() as u64;
+            rows_total += batch_rows.len() as u64;
             dead_total += dead.len() as u64;
         }
         Ok(ProcessSummary {

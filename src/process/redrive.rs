@@ -137,7 +137,7 @@ pub async fn redrive<S: Sink + UserQuery + ?Sized>(
     for source in sources {
         store
             .commit(Commit {
-                rows: rows.get(source).map_or(&[], Vec::as_slice),
+                rows: rows.get(source).map_or(&[][..], Vec::as_slice).into(),
                 dead_letters: still_dead.get(source).map_or(&[], Vec::as_slice),
                 log_id: source,
                 position: None,

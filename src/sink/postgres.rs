@@ -169,7 +169,7 @@ fn columns(rows: &[UserRow]) -> Columns {
 #[async_trait::async_trait]
 impl Sink for PostgresStore {
     async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
-        let cols = columns(commit.rows);
+        let cols = columns(&commit.rows);
         let seqs: Vec<i64> = commit
             .dead_letters
             .iter()

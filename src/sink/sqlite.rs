@@ -10,6 +10,7 @@ use crate::model::row::format_timestamp;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
+use std::sync::Arc;
 use uuid::Uuid;
 
 const SCHEMA_VERSION: i64 = 2;
@@ -197,8 +198,9 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
 #[async_trait::async_trait]
 impl Sink for SqliteStore {
     async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
-        // The batch crosses to the connection's thread; the caller keeps its own.
-        let rows = commit.rows.to_vec();
+        // The batch crosses to the connection's thread: the rows as a second handle (the
+        // caller's, dropped last, frees them), the few dead letters as a copy.
+        let rows = Arc::clone(&commit.rows);
         let dead_letters = commit.dead_letters.to_vec();
         let (log_id, position) = (commit.log_id.to_owned(), commit.position);
         self.with(move |conn| write_batch(conn, &rows, &dead_letters, &log_id, position))

@@ -333,6 +333,12 @@ impl<S: Sink> KafkaProcessor<S> {
         }
         // One store commit per partition: its rows and its dead letters, keyed by partition and
         // offset so that a redone batch rewrites them. Progress itself is the offset commit below.
+        // Shared with the store while it writes (see `Commit::rows`), freed here.
+        let rows_by_partition: BTreeMap<i32, (Arc<[crate::model::UserRow]>, i64)> =
+            rows_by_partition
+                .into_iter()
+                .map(|(partition, (rows, last))| (partition, (rows.into(), last)))
+                .collect();
         for (partition, (rows, _)) in &rows_by_partition {
             let letters: Vec<DeadLetter> = poison
                 .iter()
@@ -340,7 +346,7 @@ impl<S: Sink> KafkaProcessor<S> {
                 .map(|p| p.letter.clone())
                 .collect();
             let commit = Commit {
-                rows,
+                rows: Arc::clone(rows),
                 dead_letters: &letters,
                 log_id: &dead_letter::partition_log_id(&topic, *partition),
                 position: None,

@@ -151,7 +151,7 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
             // this batch after a crash rewrites the same dead letters.
             self.store
                 .commit(Commit {
-                    rows: &[],
+                    rows: Default::default(),
                     dead_letters: &refused,
                     log_id: &log_id,
                     position: None,

@@ -39,7 +39,7 @@ async fn commit_is_idempotent_and_keeps_position_per_log() {
     for _ in 0..2 {
         store
             .commit(Commit {
-                rows: &rows,
+                rows: rows.as_slice().into(),
                 dead_letters: &dead,
                 log_id: "log",
                 position: Some(3),
@@ -64,7 +64,7 @@ async fn last_write_wins_and_queries_filter() {
     let first = [row_at(A, "Ann", 1), row_at(B, "Bob", 2)];
     store
         .commit(Commit {
-            rows: &first,
+            rows: first.as_slice().into(),
             dead_letters: &[],
             log_id: "l",
             position: Some(2),
@@ -75,7 +75,7 @@ async fn last_write_wins_and_queries_filter() {
     let again = [row_at(A, "Anna", 3)];
     store
         .commit(Commit {
-            rows: &again,
+            rows: again.as_slice().into(),
             dead_letters: &[],
             log_id: "l",
             position: Some(3),
@@ -143,7 +143,7 @@ async fn a_version_1_store_gains_the_timestamp_column() {
     let new = [row(B, "Bob")];
     store
         .commit(Commit {
-            rows: &new,
+            rows: new.as_slice().into(),
             dead_letters: &[],
             log_id: "l",
             position: Some(1),
