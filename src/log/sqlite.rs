@@ -122,8 +122,18 @@ impl RawLog for SqliteLog {
         let (run_id, source) = (batch.run_id.to_owned(), batch.source.to_owned());
         let (fetched_at, records) = (batch.fetched_at_micros, batch.records);
         let cursor = batch.cursor.map(|(key, cursor)| (key.to_owned(), cursor));
-        self.with(move |conn| append(conn, &run_id, &source, fetched_at, &records, cursor))
-            .await
+        // The records come back to be freed here, on the thread that built them: freeing a
+        // page's thousands of strings on the connection's thread contends with the allocating
+        // thread in glibc's malloc.
+        let (appended, records) = self
+            .conn
+            .call_unwrap(move |conn| {
+                let appended = append(conn, &run_id, &source, fetched_at, &records, cursor);
+                (appended, records)
+            })
+            .await;
+        drop(records);
+        appended
     }
 
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
