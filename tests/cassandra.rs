@@ -191,7 +191,7 @@ async fn a_hundred_thousand_users_match_the_embedded_store_and_a_second_run_writ
         tokio::spawn(async move {
             let store = open_store(&config).await.unwrap();
             let log = userstream::pipeline::open_log(&config).await.unwrap();
-            userstream::audit::audit(log.as_ref(), &store, None, 5)
+            userstream::audit::audit(log.as_ref(), store.as_ref(), None, 5)
                 .await
                 .unwrap()
         })

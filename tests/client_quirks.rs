@@ -246,7 +246,7 @@ async fn a_failed_page_writes_nothing_and_keeps_the_cursor() {
     };
     let mut ingestor = userstream::ingest::Ingestor::new(
         client(&server.url),
-        log,
+        std::sync::Arc::new(log),
         &settings,
         "run".into(),
         AppendSignal::new(),

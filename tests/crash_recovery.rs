@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use support::{count, log_uuids, store_rows};
 
@@ -83,11 +83,7 @@ fn ctrl_c_drains_everything_ingested_before_exiting() {
         .spawn()
         .unwrap();
     wait_for_rows(&mut child, dir.path(), 1_000);
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    support::interrupt(&child);
     assert!(
         child.wait().unwrap().success(),
         "graceful shutdown should exit 0"

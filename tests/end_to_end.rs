@@ -136,10 +136,14 @@ async fn every_user_is_stored_exactly_once_and_no_credential_is_kept() {
     signal.close();
     let reader = SqliteLog::open(&config.log_path()).unwrap();
     let sink = SqliteStore::open(&config.store_path()).unwrap();
-    let replay = Processor::new(reader, sink, config.processor_config())
-        .run(&signal)
-        .await
-        .unwrap();
+    let replay = Processor::new(
+        std::sync::Arc::new(reader),
+        std::sync::Arc::new(sink),
+        config.processor_config(),
+    )
+    .run(&signal)
+    .await
+    .unwrap();
     assert_eq!(
         (replay.records, replay.rows, replay.dead_letters),
         (503, 500, 3)

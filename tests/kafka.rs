@@ -166,11 +166,7 @@ async fn ctrl_c_drains_a_kafka_run_and_audit_balances_it() {
         support::count(&store, "created_users") >= 200
     })
     .await;
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    support::interrupt(&child);
     let status = exit_status(
         &mut child,
         std::time::Duration::from_secs(30),
@@ -286,11 +282,7 @@ async fn a_kafka_run_exports_every_metric_the_dashboard_and_alerts_use() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    support::interrupt(&child);
     let status = exit_status(
         &mut child,
         std::time::Duration::from_secs(60),

@@ -65,11 +65,7 @@ async fn prometheus_reads_counts_that_match_the_store() {
     ] {
         assert_eq!(prometheus.value(query).await, Some(want), "{query}");
     }
-    let stopped = std::process::Command::new("kill")
-        .args(["-INT", &process.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    support::interrupt(&process);
     assert!(process.wait().unwrap().success());
 }
 

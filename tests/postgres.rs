@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use userstream::config::Config;
 use userstream::log::RawLog;
 use userstream::pipeline::{open_log, open_store, run_pipeline};
-use userstream::sink::{UserFilter, UserQuery};
+use userstream::sink::UserFilter;
 
 fn config(data_dir: &Path, users: u64) -> Config {
     let mut config = Config {
@@ -99,7 +99,7 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
         // `audit` pages through the PostgreSQL log and store (5,000 ids a page) and balances;
         // one row deleted behind its back is named.
         let log = open_log(&remote).await.unwrap();
-        let report = userstream::audit::audit(log.as_ref(), &g, None, 5)
+        let report = userstream::audit::audit(log.as_ref(), g.as_ref(), None, 5)
             .await
             .unwrap();
         assert!(report.balanced(), "{report:?}");
@@ -114,7 +114,7 @@ async fn postgres_log_and_store_hold_the_same_rows_as_the_embedded_path() {
             .status()
             .unwrap();
         assert!(deleted.success());
-        let report = userstream::audit::audit(log.as_ref(), &g, None, 5)
+        let report = userstream::audit::audit(log.as_ref(), g.as_ref(), None, 5)
             .await
             .unwrap();
         assert!(!report.balanced());

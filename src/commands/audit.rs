@@ -6,7 +6,6 @@ use crate::audit::{AuditReport, audit};
 use crate::bus::kafka::relay::checkpoint_name;
 use crate::cli::{AuditArgs, OutputFormat};
 use crate::config::Config;
-use crate::log::RawLog;
 use anyhow::bail;
 
 pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
@@ -32,7 +31,7 @@ pub fn execute(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
-        audit(log.as_ref(), &store, relayed, args.show).await
+        audit(log.as_ref(), store.as_ref(), relayed, args.show).await
     })?;
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

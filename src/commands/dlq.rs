@@ -5,7 +5,7 @@ use super::query::open_store;
 use crate::cli::{DlqArgs, DlqCommand, OutputFormat};
 use crate::config::Config;
 use crate::process::redrive::{RedriveOptions, RedriveOutcome, redrive};
-use crate::sink::{AnyStore, UserQuery};
+use crate::sink::AnyStore;
 
 pub fn execute(config: &Config, args: DlqArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(dlq(config, args))

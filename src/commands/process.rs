@@ -4,10 +4,10 @@ use super::{runtime, shutdown_on_signal};
 use crate::cli::ProcessArgs;
 use crate::config::Config;
 use crate::log::AppendSignal;
+use crate::pipeline::endpoints::Endpoints;
 use crate::pipeline::{open_log, open_store};
 use crate::process::Processor;
-use anyhow::Context;
-use tokio::task::JoinHandle;
+use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
@@ -21,11 +21,11 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         let mut processor = Processor::new(reader, store, config.processor_config());
         let signal = AppendSignal::new();
         // Without --follow the processor drains the log once and stops; with it, until Ctrl-C.
-        let http_done = CancellationToken::new();
-        let mut server = None;
+        // A following processor is a service: it serves the endpoints until it stops.
+        let mut endpoints = None;
         if args.follow {
             let cancel = shutdown_on_signal();
-            server = serve_while_following(&config, &cancel, &http_done).await?;
+            endpoints = Some(Endpoints::start(&config, Router::new(), cancel.clone()).await?);
             let closer = signal.clone();
             tokio::spawn(async move {
                 cancel.cancelled().await;
@@ -35,9 +35,8 @@ pub fn execute(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
             signal.close();
         }
         let summary = processor.run(&signal).await;
-        http_done.cancel();
-        if let Some(server) = server {
-            server.await.context("the HTTP server panicked")??;
+        if let Some(endpoints) = endpoints {
+            endpoints.stop().await?;
         }
         let summary = summary?;
         tracing::info!(
@@ -63,17 +62,15 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         let stats = processor.stats();
         let cancel = shutdown_on_signal();
         let drain = CancellationToken::new();
-        let http_done = CancellationToken::new();
-        let server = if args.follow {
-            serve_while_following(&config, &cancel, &http_done).await?
+        let endpoints = if args.follow {
+            Some(Endpoints::start(&config, Router::new(), cancel.clone()).await?)
         } else {
             drain.cancel();
             None
         };
         let result = processor.run_until(&cancel, &drain).await;
-        http_done.cancel();
-        if let Some(server) = server {
-            server.await.context("the HTTP server panicked")??;
+        if let Some(endpoints) = endpoints {
+            endpoints.stop().await?;
         }
         result?;
         tracing::info!(
@@ -86,26 +83,4 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
-}
-
-/// A following processor is a service: it serves `/metrics` and the health endpoints on
-/// `[http] listen` until it stops. A server that fails stops the processor (`cancel`), which
-/// then reports the server's error.
-async fn serve_while_following(
-    config: &Config,
-    cancel: &CancellationToken,
-    done: &CancellationToken,
-) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
-    let server =
-        crate::pipeline::endpoints::serve(config, axum::Router::new(), done.clone()).await?;
-    Ok(server.map(|server| {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let result = server.await;
-            if result.is_err() {
-                cancel.cancel();
-            }
-            result
-        })
-    }))
 }

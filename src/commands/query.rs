@@ -3,7 +3,7 @@
 use super::output::print_users;
 use crate::cli::{OutputFormat, Query, QueryArgs};
 use crate::config::Config;
-use crate::sink::{AnyStore, UserFilter, UserQuery};
+use crate::sink::{AnyStore, UserFilter};
 use anyhow::bail;
 
 /// Opens the configured store for reading; a missing embedded store is an error, not a new

@@ -3,8 +3,8 @@
 use super::{apply_source_args, runtime, shutdown_on_signal};
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::pipeline::endpoints::Endpoints;
 use crate::pipeline::run_pipeline;
-use anyhow::Context;
 
 pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     apply_source_args(&mut config, &args.source);
@@ -18,7 +18,6 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     config.validate()?;
     runtime()?.block_on(async {
         let cancel = shutdown_on_signal();
-        let http_done = tokio_util::sync::CancellationToken::new();
         // The embedded registry joins the shared listener when it is given the same address.
         let mut extra = axum::Router::new();
         if config.kafka.brokers.is_some()
@@ -28,24 +27,9 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
             extra = crate::pipeline::endpoints::embedded_registry(&config)?;
             config.kafka.serve_registry = false;
         }
-        let server = crate::pipeline::endpoints::serve(&config, extra, http_done.clone())
-            .await?
-            .map(|server| {
-                // A server that fails ends the run (it drains first), with the server's error.
-                let cancel = cancel.clone();
-                tokio::spawn(async move {
-                    let result = server.await;
-                    if result.is_err() {
-                        cancel.cancel();
-                    }
-                    result
-                })
-            });
+        let endpoints = Endpoints::start(&config, extra, cancel.clone()).await?;
         let summary = run_pipeline(&config, cancel, true).await;
-        http_done.cancel();
-        if let Some(server) = server {
-            server.await.context("the HTTP server panicked")??;
-        }
+        endpoints.stop().await?;
         let summary = summary?;
         tracing::info!(
             fetched = summary.ingest.users,

@@ -10,7 +10,7 @@ pub mod writer_lock;
 
 pub use schedule::{Schedule, ScheduleSummary, run_schedule};
 
-use crate::log::{AppendBatch, AppendSignal, IngestCursor, LogError, RawLog};
+use crate::log::{AppendBatch, AppendSignal, IngestCursor, Log, LogError};
 use crate::model::redact::{Redacted, redact_credentials};
 use crate::source::{FetchError, FetchRequest, Source};
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, RecordsReceived};
@@ -60,9 +60,9 @@ pub struct PageSettings {
 }
 
 /// Fetches pages from a source and appends them to the log.
-pub struct Ingestor<S, L> {
+pub struct Ingestor<S> {
     source: S,
-    log: L,
+    log: Log,
     source_key: String,
     run_id: String,
     cursor: IngestCursor,
@@ -71,7 +71,7 @@ pub struct Ingestor<S, L> {
     stats: Arc<IngestStats>,
 }
 
-impl<S: Source, L: RawLog> Ingestor<S, L> {
+impl<S: Source> Ingestor<S> {
     /// Resumes the source's stored cursor when it matches `settings`, else starts a new one.
     ///
     /// A stored seed cannot be continued with another page size: randomuser.me seeds each page on
@@ -80,7 +80,7 @@ impl<S: Source, L: RawLog> Ingestor<S, L> {
     /// then refused ([`IngestError::PageSizeChange`]); without one, a new seed starts.
     pub async fn new(
         source: S,
-        log: L,
+        log: Log,
         settings: &PageSettings,
         run_id: String,
         signal: AppendSignal,

@@ -2,7 +2,6 @@
 //! first `max_users` users of the seed are in the log, or after `max_pages` pages of this run.
 
 use super::{IngestError, Ingestor};
-use crate::log::RawLog;
 use crate::source::Source;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -34,8 +33,8 @@ pub struct ScheduleSummary {
 
 /// Runs ingest until `cancel` fires or `max_users` is reached. Log errors end it with an error;
 /// fetch errors are logged and retried at the next tick (unless `stop_on_error`).
-pub async fn run_schedule<S: Source, L: RawLog>(
-    ingestor: &mut Ingestor<S, L>,
+pub async fn run_schedule<S: Source>(
+    ingestor: &mut Ingestor<S>,
     schedule: &Schedule,
     cancel: &CancellationToken,
 ) -> Result<ScheduleSummary, IngestError> {

@@ -100,42 +100,6 @@ pub trait RawLog: Send + Sync {
 /// The configured log, whichever backend: shared by every task of a process that uses it.
 pub type Log = std::sync::Arc<dyn RawLog>;
 
-/// A shared log is a log: components take any `RawLog`, a concrete one in tests or the
-/// configured [`Log`].
-#[async_trait::async_trait]
-impl<T: RawLog + ?Sized> RawLog for std::sync::Arc<T> {
-    fn log_id(&self) -> &str {
-        (**self).log_id()
-    }
-    async fn append(&self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {
-        (**self).append(batch).await
-    }
-    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
-        (**self).read_after(after, limit).await
-    }
-    async fn last_seq(&self) -> Result<u64, LogError> {
-        (**self).last_seq().await
-    }
-    async fn spend_budget(
-        &self,
-        key: &str,
-        users: u32,
-        limit: u32,
-        window: std::time::Duration,
-    ) -> Result<Option<std::time::Duration>, LogError> {
-        (**self).spend_budget(key, users, limit, window).await
-    }
-    async fn cursor(&self, key: &str) -> Result<Option<IngestCursor>, LogError> {
-        (**self).cursor(key).await
-    }
-    async fn checkpoint(&self, name: &str) -> Result<u64, LogError> {
-        (**self).checkpoint(name).await
-    }
-    async fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
-        (**self).set_checkpoint(name, seq).await
-    }
-}
-
 /// Wall-clock microseconds since the epoch, for budget charges that processes compare.
 pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()

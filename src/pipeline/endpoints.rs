@@ -4,11 +4,10 @@
 use super::{open_log, open_store};
 use crate::config::Config;
 use crate::http::{Probe, Readiness};
-use crate::log::RawLog;
-use crate::sink::UserQuery;
 use anyhow::Context;
 use axum::Router;
 use std::sync::Arc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The embedded Schema Registry's router, over `DATA_DIR/registry.db`.
@@ -93,27 +92,58 @@ async fn blocking(
         .unwrap_or_else(|e| Err(format!("probe failed: {e}")))
 }
 
-/// Binds `[http] listen` and returns the server as a task to await beside the pipeline: `/metrics`,
-/// `/healthz`, `/readyz` and `extra` (the embedded registry, when it shares the address). `None`
-/// when `listen = "off"`. Binding happens here, so a taken port fails start-up.
-pub async fn serve(
-    config: &Config,
-    extra: Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Option<impl Future<Output = anyhow::Result<()>> + use<>>> {
-    let Some(addr) = config.http.address()? else {
-        return Ok(None);
-    };
-    let router = crate::http::metrics::router()
-        .merge(crate::http::health::router(Arc::new(
-            readiness(config).await?,
-        )))
-        .merge(extra);
-    let listener =
-        crate::http::bind(addr, "the metrics and health endpoints ([http] listen)").await?;
-    tracing::info!(
-        "serving /metrics, /healthz and /readyz at http://{}/",
-        listener.local_addr()?
-    );
-    Ok(Some(crate::http::serve(listener, router, shutdown)))
+/// The HTTP server of a long-running process (`run`, `process --follow`), on `[http] listen`:
+/// `/metrics`, `/healthz`, `/readyz` and any extra routes.
+pub struct Endpoints {
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    done: CancellationToken,
+}
+
+impl Endpoints {
+    /// Binds (so a taken port fails start-up) and serves `extra` (the embedded registry, when
+    /// it shares the address) beside the endpoints; nothing when `listen = "off"`. A server that
+    /// fails cancels `failed`, so the process drains and reports the server's error from
+    /// [`stop`](Self::stop).
+    pub async fn start(
+        config: &Config,
+        extra: Router,
+        failed: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let done = CancellationToken::new();
+        let Some(addr) = config.http.address()? else {
+            return Ok(Self { server: None, done });
+        };
+        let router = crate::http::metrics::router()
+            .merge(crate::http::health::router(Arc::new(
+                readiness(config).await?,
+            )))
+            .merge(extra);
+        let listener =
+            crate::http::bind(addr, "the metrics and health endpoints ([http] listen)").await?;
+        tracing::info!(
+            "serving /metrics, /healthz and /readyz at http://{}/",
+            listener.local_addr()?
+        );
+        let serving = crate::http::serve(listener, router, done.clone());
+        let server = tokio::spawn(async move {
+            let result = serving.await;
+            if result.is_err() {
+                failed.cancel();
+            }
+            result
+        });
+        Ok(Self {
+            server: Some(server),
+            done,
+        })
+    }
+
+    /// Stops serving, letting requests in flight finish; the server's error if it failed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.done.cancel();
+        match self.server {
+            Some(server) => server.await.context("the HTTP server panicked")?,
+            None => Ok(()),
+        }
+    }
 }

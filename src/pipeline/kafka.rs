@@ -5,7 +5,7 @@ use super::{RunSummary, build_source, lock_ingest, open_log, open_store};
 use crate::avro::USER_SCHEMA;
 use crate::bus::kafka::{KafkaProcessor, Relay};
 use crate::config::Config;
-use crate::ingest::{Ingestor, Schedule, run_schedule};
+use crate::ingest::{Ingestor, run_schedule};
 use crate::log::AppendSignal;
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
@@ -99,12 +99,7 @@ pub async fn run_kafka_pipeline(
             progress_done.clone(),
         )
     });
-    let schedule = Schedule {
-        interval: config.fetch_interval(),
-        max_users: config.ingest.max_users,
-        max_pages: None,
-        stop_on_error: false,
-    };
+    let schedule = config.pipeline_schedule();
     // No task may end while ingest runs.
     let ingest = tokio::select! {
         ingest = run_schedule(&mut ingestor, &schedule, &cancel) => ingest,
@@ -150,8 +145,8 @@ const REGISTRY_TASK: &str = "the embedded schema registry";
 const RELAY_TASK: &str = "the relay";
 
 /// Publishes the log as it grows until ingest is done (`done`) and every record is published.
-async fn relay_until_done<L: crate::log::RawLog + 'static, S: crate::sink::Sink + 'static>(
-    mut relay: Relay<L, S>,
+async fn relay_until_done(
+    mut relay: Relay,
     signal: AppendSignal,
     done: CancellationToken,
     published: Arc<AtomicU64>,

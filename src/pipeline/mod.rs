@@ -54,6 +54,17 @@ impl Config {
         }
     }
 
+    /// How `run` ingests: at the configured pace, until stopped or `max_users`, riding out
+    /// failed pages.
+    pub fn pipeline_schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.fetch_interval(),
+            max_users: self.ingest.max_users,
+            max_pages: None,
+            stop_on_error: false,
+        }
+    }
+
     pub fn page_settings(&self) -> PageSettings {
         PageSettings {
             batch_size: self.ingest.batch_size,
@@ -206,13 +217,7 @@ pub async fn run_pipeline(
             progress_done.clone(),
         )
     });
-    let schedule = Schedule {
-        interval: config.fetch_interval(),
-        max_users: config.ingest.max_users,
-        max_pages: None,
-        stop_on_error: false,
-    };
-    let ingest_result = run_schedule(&mut ingestor, &schedule, &cancel).await;
+    let ingest_result = run_schedule(&mut ingestor, &config.pipeline_schedule(), &cancel).await;
     // From here the processor drains what is in the log and stops.
     signal.close();
     let process_result = processor_task

@@ -8,10 +8,10 @@
 
 use super::core::{CommitFailed, ProcessStats, ProcessingCore};
 use super::transform::transform;
-use crate::log::{AppendSignal, LogError, RawLog};
+use crate::log::{AppendSignal, Log, LogError};
 use crate::model::UserRow;
 use crate::model::row::fetch_timestamp;
-use crate::sink::{Commit, DeadLetter, Sink, SinkError};
+use crate::sink::{AnyStore, Commit, DeadLetter, SinkError};
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, ReaderPosition};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -56,15 +56,15 @@ pub struct ProcessSummary {
     pub latency_micros: Histogram<u64>,
 }
 
-pub struct Processor<L, S> {
-    log: L,
-    sink: S,
+pub struct Processor {
+    log: Log,
+    sink: AnyStore,
     config: ProcessorConfig,
     core: ProcessingCore,
 }
 
-impl<L: RawLog, S: Sink> Processor<L, S> {
-    pub fn new(log: L, sink: S, config: ProcessorConfig) -> Self {
+impl Processor {
+    pub fn new(log: Log, sink: AnyStore, config: ProcessorConfig) -> Self {
         Self {
             core: ProcessingCore::new(Component::Processor, config.commit_attempts),
             log,
@@ -120,7 +120,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 match transform(&record.record, fetch_timestamp(record.fetched_at_micros)) {
                     Ok(row) => rows.push(row),
                     Err(invalid) => {
-                        first_dead_type.get_or_insert(invalid.error_type());
+                        first_dead_type.get_or_insert(invalid.kind());
                         dead.push(DeadLetter {
                             log_seq: record.seq,
                             reason: invalid.to_string(),
@@ -138,7 +138,7 @@ impl<L: RawLog, S: Sink> Processor<L, S> {
                 position: Some(end),
             };
             self.core
-                .commit(&self.sink, commit)
+                .commit(&*self.sink, commit)
                 .await
                 .map_err(|failed| ProcessError::Commit {
                     position: end,

@@ -37,7 +37,7 @@ pub enum Invalid {
 
 impl Invalid {
     /// The kind of failure, as the `error_type` label of the dead-letter metrics.
-    pub fn error_type(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Invalid::NotObject(_) => "not_object",
             Invalid::NotJson(_) => "not_json",

@@ -81,17 +81,3 @@ impl<T: Sink + UserQuery> Store for T {}
 
 /// The configured store, whichever backend: shared by every task of a process that uses it.
 pub type AnyStore = std::sync::Arc<dyn Store>;
-
-/// A shared store is a store, as with [`crate::log::Log`].
-#[async_trait::async_trait]
-impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
-    async fn commit(&self, commit: Commit<'_>) -> Result<(), SinkError> {
-        (**self).commit(commit).await
-    }
-    async fn position(&self, log_id: &str) -> Result<Option<u64>, SinkError> {
-        (**self).position(log_id).await
-    }
-    async fn remove_dead_letters(&self, keys: &[(String, u64)]) -> Result<(), SinkError> {
-        (**self).remove_dead_letters(keys).await
-    }
-}

@@ -48,37 +48,3 @@ pub trait UserQuery: Send + Sync {
         each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
     ) -> Result<(), SinkError>;
 }
-
-#[async_trait::async_trait]
-impl<T: UserQuery + ?Sized> UserQuery for std::sync::Arc<T> {
-    async fn count(&self) -> Result<u64, SinkError> {
-        (**self).count().await
-    }
-    async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError> {
-        (**self).get(id).await
-    }
-    async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError> {
-        (**self).latest(limit).await
-    }
-    async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError> {
-        (**self).filter(filter).await
-    }
-    async fn dead_letter_count(&self) -> Result<u64, SinkError> {
-        (**self).dead_letter_count().await
-    }
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, SinkError> {
-        (**self).dead_letters(limit).await
-    }
-    async fn scan_dead_letters(
-        &self,
-        each: &mut (dyn FnMut(DeadLetterEntry) -> Result<(), SinkError> + Send),
-    ) -> Result<(), SinkError> {
-        (**self).scan_dead_letters(each).await
-    }
-    async fn scan_ids(
-        &self,
-        each: &mut (dyn FnMut(Uuid) -> Result<(), SinkError> + Send),
-    ) -> Result<(), SinkError> {
-        (**self).scan_ids(each).await
-    }
-}

@@ -38,22 +38,6 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// The kind of failure, as the `error_type` label of the API metrics.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            FetchError::RateLimited { .. } => "rate_limited",
-            FetchError::Server { .. } => "server_error",
-            FetchError::Timeout(_) => "timeout",
-            FetchError::Transport(_) => "transport",
-            FetchError::Api(_) => "api_error",
-            FetchError::Malformed(_) => "malformed",
-            FetchError::TooLarge { .. } => "too_large",
-            FetchError::Rejected { .. } => "rejected",
-            FetchError::Budget(_) => "budget",
-            FetchError::GaveUp { .. } => "gave_up",
-        }
-    }
-
     /// How the request that failed this way ended, for `userstream_api_requests_total`; `None`
     /// for failures that sent no request (the budget) or summarise others.
     pub fn api_status(&self) -> Option<crate::telemetry::events::ApiStatus> {
@@ -72,13 +56,7 @@ impl FetchError {
             FetchError::Budget(_) | FetchError::GaveUp { .. } => return None,
         })
     }
-}
 
-fn retry_after_text(retry_after: &Option<Duration>) -> String {
-    retry_after.map_or_else(String::new, |d| format!(", retry after {d:?}"))
-}
-
-impl FetchError {
     /// Whether another attempt of the same request may succeed.
     pub fn is_retryable(&self) -> bool {
         !matches!(
@@ -87,7 +65,7 @@ impl FetchError {
         )
     }
 
-    /// A short, stable label for counting errors by kind.
+    /// A short, stable label for counting errors by kind: the `error_type` of the API metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             FetchError::RateLimited { .. } => "rate_limited",
@@ -102,4 +80,8 @@ impl FetchError {
             FetchError::Budget(_) => "budget",
         }
     }
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after.map_or_else(String::new, |d| format!(", retry after {d:?}"))
 }

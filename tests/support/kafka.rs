@@ -139,7 +139,7 @@ pub async fn ingest(dir: &Path, users: u64) {
     };
     let mut ingestor = Ingestor::new(
         GeneratorSource::new(),
-        log,
+        Arc::new(log),
         &settings,
         "run".into(),
         AppendSignal::new(),
@@ -159,14 +159,14 @@ pub async fn ingest(dir: &Path, users: u64) {
 
 /// A relay from `dir/log.db`, with the schema registered.
 /// Its dead letters go to `dir/store.db`, where the consumers' go.
-pub async fn relay(dir: &Path, options: &KafkaOptions) -> Relay<SqliteLog, SqliteStore> {
+pub async fn relay(dir: &Path, options: &KafkaOptions) -> Relay {
     let schema_id = RegistryClient::new(&options.registry_url)
         .register(&options.subject(), USER_SCHEMA)
         .await
         .unwrap();
     Relay::new(
-        SqliteLog::open(&dir.join("log.db")).unwrap(),
-        SqliteStore::open(&dir.join("store.db")).unwrap(),
+        Arc::new(SqliteLog::open(&dir.join("log.db")).unwrap()),
+        Arc::new(SqliteStore::open(&dir.join("store.db")).unwrap()),
         options,
         schema_id,
     )
@@ -184,7 +184,7 @@ pub fn spawn_processor(
     Arc<userstream::process::ProcessStats>,
 ) {
     let store = SqliteStore::open(&dir.join("store.db")).unwrap();
-    let mut processor = KafkaProcessor::new(store, options).unwrap();
+    let mut processor = KafkaProcessor::new(Arc::new(store), options).unwrap();
     let stats = processor.stats();
     let cancel = cancel.clone();
     (
@@ -194,7 +194,7 @@ pub fn spawn_processor(
 }
 
 /// Relays the whole log on a task of its own; answers how many records it sent.
-pub fn spawn_relay(mut relay: Relay<SqliteLog, SqliteStore>) -> tokio::task::JoinHandle<usize> {
+pub fn spawn_relay(mut relay: Relay) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
         let mut relayed = 0;
         loop {
@@ -485,7 +485,7 @@ pub async fn python_client_reads_and_writes_our_topic(cluster: &KafkaCluster, na
 
     let store_path = dir.path().join("store.db");
     let mut processor =
-        KafkaProcessor::new(SqliteStore::open(&store_path).unwrap(), &options).unwrap();
+        KafkaProcessor::new(Arc::new(SqliteStore::open(&store_path).unwrap()), &options).unwrap();
     let cancel = CancellationToken::new();
     let drained = CancellationToken::new();
     drained.cancel();

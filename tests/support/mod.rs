@@ -106,6 +106,15 @@ pub fn userstream_bin() -> std::process::Command {
     command
 }
 
+/// Sends `child` SIGINT, as a first Ctrl-C would.
+pub fn interrupt(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 /// A TCP port that was free a moment ago, for a server that must be given its port up front
 /// (a child process, a config file) rather than bind port 0 itself; see [`java::free_ports`].
 pub fn free_port() -> u16 {

@@ -16,7 +16,7 @@ use crate::process::core::{ProcessStats, ProcessingCore, commit_backoff};
 use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::registry::client::ClientError;
-use crate::sink::{Commit, DeadLetter, Sink};
+use crate::sink::{AnyStore, Commit, DeadLetter};
 use crate::telemetry::events::{Component, InternalEvent, RecordsFailed};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -91,11 +91,11 @@ impl DrainReport {
     }
 }
 
-pub struct KafkaProcessor<S> {
+pub struct KafkaProcessor {
     consumer: StreamConsumer<RebalanceWatch>,
     dlq: FutureProducer,
     registry: RegistryClient,
-    sink: S,
+    sink: AnyStore,
     options: KafkaOptions,
     /// Store commits, counting and telling, shared with the embedded processor.
     core: ProcessingCore,
@@ -113,8 +113,8 @@ struct Poison {
     partition: i32,
 }
 
-impl<S: Sink> KafkaProcessor<S> {
-    pub fn new(sink: S, options: &KafkaOptions) -> Result<Self, KafkaPathError> {
+impl KafkaProcessor {
+    pub fn new(sink: AnyStore, options: &KafkaOptions) -> Result<Self, KafkaPathError> {
         let mut config = options.consumer_config(CONSUMER_DEFAULTS);
         config.set("group.id", &options.group_id);
         let consumer: StreamConsumer<RebalanceWatch> =
@@ -351,7 +351,7 @@ impl<S: Sink> KafkaProcessor<S> {
                 log_id: &dead_letter::partition_log_id(&topic, *partition),
                 position: None,
             };
-            self.core.commit(&self.sink, commit).await?;
+            self.core.commit(&*self.sink, commit).await?;
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, (_, last)) in &rows_by_partition {
@@ -487,7 +487,7 @@ async fn decode(
         .await?
         .and_then(|record| {
             transform(&record, fetched_at).map_err(|e| Rejected {
-                error_type: e.error_type(),
+                error_type: e.kind(),
                 reason: e.to_string(),
             })
         }))

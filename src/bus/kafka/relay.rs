@@ -4,10 +4,10 @@ use super::dead_letter;
 use super::dead_letter::Rejected;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::encode_user_keyed;
-use crate::log::{LogRecord, RawLog};
+use crate::log::{Log, LogRecord};
 use crate::model::row::fetch_timestamp;
 use crate::process::transform;
-use crate::sink::{Commit, DeadLetter, Sink};
+use crate::sink::{AnyStore, Commit, DeadLetter};
 use crate::telemetry::events::{
     Component, InternalEvent, ReaderPosition, RecordsDeadLettered, RecordsPublished,
     RecordsReceived,
@@ -38,10 +38,10 @@ pub fn checkpoint_name(topic: &str) -> String {
     format!("kafka-relay:{topic}")
 }
 
-pub struct Relay<L, S> {
-    log: L,
+pub struct Relay {
+    log: Log,
     /// Where records the relay refuses are kept as dead letters (the run's store).
-    store: S,
+    store: AnyStore,
     producer: FutureProducer,
     options: KafkaOptions,
     schema_id: u32,
@@ -50,10 +50,10 @@ pub struct Relay<L, S> {
     position: u64,
 }
 
-impl<L: RawLog, S: Sink> Relay<L, S> {
+impl Relay {
     pub fn new(
-        log: L,
-        store: S,
+        log: Log,
+        store: AnyStore,
         options: &KafkaOptions,
         schema_id: u32,
     ) -> Result<Self, KafkaPathError> {
@@ -191,7 +191,7 @@ impl<L: RawLog, S: Sink> Relay<L, S> {
 fn publishable(schema_id: u32, record: &LogRecord) -> Result<(Vec<u8>, Option<String>), Rejected> {
     transform(&record.record, fetch_timestamp(record.fetched_at_micros)).map_err(|invalid| {
         Rejected {
-            error_type: invalid.error_type(),
+            error_type: invalid.kind(),
             reason: invalid.to_string(),
         }
     })?;

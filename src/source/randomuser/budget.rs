@@ -106,7 +106,6 @@ mod tests {
     async fn the_spend_is_shared_through_the_log_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
-        use crate::log::RawLog;
         let open = || std::sync::Arc::new(crate::log::SqliteLog::open(&path).unwrap()) as Log;
         let window = Duration::from_secs(300);
         let mut first = WindowBudget::new(1000, window);

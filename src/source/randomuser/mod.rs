@@ -199,7 +199,7 @@ impl Source for RandomUserClient {
                 ApiRequest { status }.emit();
             }
             ApiError {
-                error_type: err.error_type(),
+                error_type: err.kind(),
             }
             .emit();
             if !err.is_retryable() {
@@ -220,7 +220,7 @@ impl Source for RandomUserClient {
                 }
             };
             ApiRetry {
-                error_type: err.error_type(),
+                error_type: err.kind(),
                 attempt,
                 retry_in: delay,
                 error: &err,
