@@ -87,6 +87,12 @@ pub enum Command {
         after_help = "Examples:\n  userstream audit\n  userstream audit --show 100 --format json"
     )]
     Audit(AuditArgs),
+    /// Scheduled ingest jobs (`[[jobs]]`): list them, show their runs, trigger one, or run the
+    /// scheduler alone
+    #[command(
+        after_help = "Examples:\n  userstream jobs                       # jobs and when each is next due\n  userstream jobs runs hourly --format json\n  userstream jobs trigger hourly --users 500   # exit 0 succeeded, 1 failed, 99 skipped\n  userstream jobs schedule              # the scheduler only; pair with `process --follow`"
+    )]
+    Jobs(JobsArgs),
     /// Measure the whole embedded pipeline: throughput, end-to-end latency, peak memory
     #[command(
         after_help = "Examples:\n  userstream bench                    # 1,000,000 users, full speed\n  userstream bench --users 60000 --rate 1000"
@@ -231,6 +237,39 @@ pub enum DlqCommand {
         #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+    #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Jobs with their schedule, size, next due time and last run (the default)
+    List,
+    /// Runs, newest first
+    Runs {
+        /// Only this job's runs
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Run a job now, in this process, and wait for its end (recorded as a manual run). The
+    /// last line of stdout is the run as JSON. Exit code: 0 succeeded, 1 failed or timed out,
+    /// 99 skipped (the job was busy and its overlap policy is skip)
+    Trigger {
+        name: String,
+        /// Users to fetch, instead of the job's size
+        #[arg(long, value_name = "N")]
+        users: Option<u64>,
+    },
+    /// Run the scheduler until Ctrl-C: ingest jobs into the log, nothing else (`run` does the
+    /// same and processes too)
+    Schedule,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,8 @@ use crate::bus::kafka::KafkaOptions;
 use crate::http::HttpConfig;
 use crate::postgres::PostgresOptions;
 use crate::registry::RegistryConfig;
+use crate::scheduler::config::validate_jobs;
+use crate::scheduler::{JobConfig, SchedulerConfig};
 use crate::sink::cassandra::CassandraOptions;
 use crate::source::generator::validate_nationalities;
 use crate::source::randomuser::ClientConfig;
@@ -53,6 +55,10 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Where `run` and `process --follow` serve `/metrics` and the health endpoints.
     pub http: HttpConfig,
+    /// Scheduled ingest jobs (`[[jobs]]`); when any is set, `run` ingests through them.
+    pub jobs: Vec<JobConfig>,
+    /// How the processes running jobs share them (leases, the run history's database).
+    pub scheduler: SchedulerConfig,
 }
 
 /// Where rows go; the embedded SQLite store under `data_dir` unless a server is named.
@@ -131,6 +137,8 @@ impl Default for Config {
             kafka: KafkaOptions::default(),
             registry: RegistryConfig::default(),
             http: HttpConfig::default(),
+            jobs: Vec::new(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -244,6 +252,7 @@ impl Config {
         for (key, url) in [
             ("store.postgres", &self.store.postgres),
             ("log.postgres", &self.log.postgres),
+            ("scheduler.postgres", &self.scheduler.postgres),
         ] {
             if let Some(url) = url {
                 url.parse::<tokio_postgres::Config>().map_err(|e| {
@@ -283,6 +292,7 @@ impl Config {
             }
         }
         self.http.address()?;
+        validate_jobs(&self.jobs, &self.scheduler)?;
         if self.postgres.pool_size == Some(0) {
             bail!("postgres.pool_size must be at least 1");
         }
@@ -338,6 +348,11 @@ impl Config {
 
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.join("log.db")
+    }
+
+    /// The embedded metadata database: the run history when no PostgreSQL holds it.
+    pub fn meta_path(&self) -> PathBuf {
+        self.data_dir.join("meta.db")
     }
 
     pub fn store_path(&self) -> PathBuf {

@@ -34,6 +34,7 @@ pub mod process;
 pub mod registry;
 pub mod sink;
 pub mod source;
+pub mod scheduler;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tls;

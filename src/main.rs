@@ -13,6 +13,10 @@ fn main() -> ExitCode {
     match userstream::commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(exit) = err.downcast_ref::<userstream::commands::ExitWith>() {
+                eprintln!("{}", exit.message);
+                return ExitCode::from(exit.code);
+            }
             eprintln!("error: {}", userstream::error_chain::describe(err.as_ref()));
             ExitCode::FAILURE
         }

@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod dlq;
 mod ingest;
+mod jobs;
 mod output;
 mod process;
 mod query;
@@ -24,10 +25,23 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => query::execute(&load(&cli.global)?, args),
         Command::Dlq(args) => dlq::execute(&load(&cli.global)?, args),
         Command::Audit(args) => audit::execute(&load(&cli.global)?, args),
+        Command::Jobs(args) => jobs::execute(load(&cli.global)?, args),
         Command::Bench(args) => bench::execute(load(&cli.global)?, args),
         Command::ServeApi(args) => serve_api::execute(args),
         Command::ServeRegistry(args) => serve_registry::execute(load(&cli.global)?, args),
     }
+}
+
+/// Exit code of a command that ran but had nothing to do: Airflow's `BashOperator` marks its task
+/// skipped on it (its default `skip_on_exit_code`).
+pub const EXIT_SKIPPED: u8 = 99;
+
+/// A command's outcome as an exit code other than 0 and 1, with what to say on stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
 }
 
 /// Config file and environment, then the global flags.

@@ -27,6 +27,25 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
             extra = crate::pipeline::endpoints::embedded_registry(&config)?;
             config.kafka.serve_registry = false;
         }
+        if let Some(jobs) = crate::pipeline::jobs::Jobs::open(&config).await? {
+            if config.kafka.brokers.is_some() {
+                anyhow::bail!(
+                    "[[jobs]] drive the embedded pipeline only for now; with [kafka] brokers, run `userstream jobs schedule` to ingest on the jobs' schedules and `userstream process --follow` to process"
+                );
+            }
+            let endpoints = Endpoints::start(&config, extra.merge(jobs.router()), cancel.clone()).await?;
+            let processed = crate::pipeline::jobs::run_scheduled_pipeline(&config, &jobs, cancel).await;
+            endpoints.stop().await?;
+            let processed = processed?;
+            tracing::info!(
+                processed = processed.records,
+                stored = processed.rows,
+                dead_lettered = processed.dead_letters,
+                log_position = processed.position,
+                "pipeline stopped"
+            );
+            return Ok(());
+        }
         let endpoints = Endpoints::start(&config, extra, cancel.clone()).await?;
         let summary = run_pipeline(&config, cancel, true).await;
         endpoints.stop().await?;

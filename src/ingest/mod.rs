@@ -46,7 +46,10 @@ pub enum IngestError {
 #[derive(Debug, Default)]
 pub struct IngestStats {
     pub pages: AtomicU64,
+    /// Records appended to the log.
     pub records: AtomicU64,
+    /// Records the source handed back (one page more than `records` when an append failed).
+    pub fetched: AtomicU64,
     pub empty_pages: AtomicU64,
     pub failed_pages: AtomicU64,
 }
@@ -135,6 +138,13 @@ impl<S: Source> Ingestor<S> {
         })
     }
 
+    /// Counts into `stats` rather than a fresh tally: a scheduled run keeps one across its
+    /// attempts.
+    pub fn with_stats(mut self, stats: Arc<IngestStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     pub fn stats(&self) -> Arc<IngestStats> {
         Arc::clone(&self.stats)
     }
@@ -172,6 +182,9 @@ impl<S: Source> Ingestor<S> {
             }
         };
         let fetched_at_micros = chrono::Utc::now().timestamp_micros();
+        self.stats
+            .fetched
+            .fetch_add(page.records.len() as u64, Relaxed);
         if page.records.is_empty() {
             // An incident answer: keep the cursor so the same page is asked for again.
             self.stats.empty_pages.fetch_add(1, Relaxed);

@@ -4,6 +4,7 @@
 //! between the log and the store; and [`endpoints`], what a long-running process serves.
 
 pub mod endpoints;
+pub mod jobs;
 pub mod kafka;
 
 use crate::config::{Config, SourceKind};
@@ -140,6 +141,36 @@ pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     }
 }
 
+/// Opens the run history: in `[scheduler] postgres`, else `[log] postgres`, else `[store]
+/// postgres` (the database every process sharing the configuration already reaches), else the
+/// embedded `DATA_DIR/meta.db`.
+pub async fn open_history(config: &Config) -> anyhow::Result<crate::scheduler::History> {
+    use crate::scheduler::history::{PostgresRunHistory, SqliteRunHistory};
+    let postgres = (config.scheduler.postgres.as_ref())
+        .or(config.log.postgres.as_ref())
+        .or(config.store.postgres.as_ref());
+    match postgres {
+        Some(url) => Ok(Arc::new(
+            PostgresRunHistory::open(url, &config.postgres)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the run history at {}",
+                        crate::postgres::redact_url(url)
+                    )
+                })?,
+        )),
+        None => {
+            config.ensure_data_dir()?;
+            let path = config.meta_path();
+            Ok(Arc::new(
+                SqliteRunHistory::open(&path)
+                    .with_context(|| format!("opening the run history {}", path.display()))?,
+            ))
+        }
+    }
+}
+
 /// Where the log and the store live, for log lines (passwords removed).
 pub fn describe_backends(config: &Config) -> (String, String) {
     let describe = |url: &Option<String>, path: std::path::PathBuf| match url {
@@ -151,6 +182,32 @@ pub fn describe_backends(config: &Config) -> (String, String) {
         None => describe(&config.store.postgres, config.store_path()),
     };
     (describe(&config.log.postgres, config.log_path()), store)
+}
+
+/// The processor of an in-process pipeline, as a task of its own beside ingest; a failure
+/// cancels `cancel` so that ingest stops too, since nothing ingested from then on could be
+/// processed. It drains what is in the log and ends once `signal` is closed.
+pub(crate) fn spawn_processor(
+    config: &Config,
+    reader: Log,
+    store: AnyStore,
+    signal: &AppendSignal,
+    cancel: &CancellationToken,
+) -> (
+    tokio::task::JoinHandle<Result<ProcessSummary, crate::process::processor::ProcessError>>,
+    Arc<crate::process::ProcessStats>,
+) {
+    let mut processor = Processor::new(reader, store, config.processor_config());
+    let stats = processor.stats();
+    let (signal, cancel) = (signal.clone(), cancel.clone());
+    let task = tokio::spawn(async move {
+        let result = processor.run(&signal).await;
+        if result.is_err() {
+            cancel.cancel();
+        }
+        result
+    });
+    (task, stats)
 }
 
 /// Runs ingest and processing until `cancel` fires or `ingest.max_users` is reached, then lets
@@ -172,21 +229,7 @@ pub async fn run_pipeline(
     let store = open_store(config).await?;
     let signal = AppendSignal::new();
 
-    let mut processor = Processor::new(reader, store, config.processor_config());
-    let process_stats = processor.stats();
-    // A task of its own beside ingest; a failure stops the run, since nothing ingested from
-    // then on could be processed.
-    let processor_task = {
-        let signal = signal.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let result = processor.run(&signal).await;
-            if result.is_err() {
-                cancel.cancel();
-            }
-            result
-        })
-    };
+    let (processor_task, process_stats) = spawn_processor(config, reader, store, &signal, &cancel);
 
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut ingestor = Ingestor::new(

@@ -208,8 +208,21 @@ pub struct ApiError {
     pub error_type: &'static str,
 }
 
+tokio::task_local! {
+    /// The API errors of the scheduled run this task is executing, by kind: the run history
+    /// records them per run ([`crate::scheduler::runner`] sets it around each attempt).
+    pub static RUN_API_ERRORS: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>;
+}
+
 impl InternalEvent for ApiError {
     fn emit(self) {
+        let _ = RUN_API_ERRORS.try_with(|tally| {
+            *tally
+                .lock()
+                .expect("the tally is only counted into")
+                .entry(self.error_type.to_owned())
+                .or_default() += 1;
+        });
         tracing::debug!(error_type = self.error_type, "API request failed");
         metrics::counter!("userstream_api_errors_total", "error_type" => self.error_type)
             .increment(1);
@@ -258,5 +271,37 @@ impl InternalEvent for ConsumerLag<'_> {
             .set(self.messages.max(0) as f64);
         metrics::gauge!("userstream_consumer_lag_seconds", "topic" => self.topic.to_owned(), "partition" => partition)
             .set(self.seconds.max(0.0));
+    }
+}
+
+/// A job's run entered a status (queued, running, succeeded, failed, timed_out, skipped).
+pub struct JobRunStatus<'a> {
+    pub job: &'a str,
+    pub run_id: &'a str,
+    pub status: crate::scheduler::RunStatus,
+    pub error: Option<&'a str>,
+}
+
+impl InternalEvent for JobRunStatus<'_> {
+    fn emit(self) {
+        let status = self.status.as_str();
+        let error = self.error.unwrap_or_default();
+        match self.status {
+            crate::scheduler::RunStatus::Failed | crate::scheduler::RunStatus::TimedOut => {
+                tracing::error!(job = self.job, run_id = self.run_id, status, error, "job run {status}")
+            }
+            _ => tracing::info!(job = self.job, run_id = self.run_id, status, error, "job run {status}"),
+        }
+        // `job` is bounded: jobs are named in the configuration.
+        metrics::counter!("userstream_job_runs_total", "job" => self.job.to_owned(), "status" => status)
+            .increment(1);
+    }
+}
+
+/// Every status series of `job` at 0, so `increase()` sees a job's first failure.
+pub fn register_job_series(job: &str) {
+    for status in crate::scheduler::RunStatus::ALL {
+        metrics::counter!("userstream_job_runs_total", "job" => job.to_owned(), "status" => status.as_str())
+            .absolute(0);
     }
 }

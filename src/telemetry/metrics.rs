@@ -136,6 +136,10 @@ fn describe() {
         "userstream_log_end_position",
         "The raw log's last sequence number, as this process last saw it."
     );
+    describe_counter!(
+        "userstream_job_runs_total",
+        "Scheduled-job runs entering each status (queued, running, succeeded, failed, timed_out, skipped), by job."
+    );
     describe_gauge!(
         "userstream_reader_position",
         "How far each reader of the raw log (processor, relay) has committed."

@@ -1,0 +1,127 @@
+//! Scheduled ingest inside a process (`run`, `jobs schedule`, `jobs trigger`): the configured
+//! jobs, the run history, and the scheduler and `/jobs` routes built on them.
+
+use super::open_history;
+use crate::config::Config;
+use crate::log::AppendSignal;
+use crate::scheduler::ingest_job::IngestJob;
+use crate::scheduler::{Clock, History, Job, OnShutdown, RunContext, Scheduler, process_owner};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The configured jobs and their history, opened once per process.
+pub struct Jobs {
+    pub jobs: Vec<Job>,
+    pub history: History,
+    /// Wakes this process's scheduler when a run is triggered over HTTP.
+    pub wake: Arc<Notify>,
+    owner: String,
+}
+
+impl Jobs {
+    /// `None` when the configuration has no `[[jobs]]`.
+    pub async fn open(config: &Config) -> anyhow::Result<Option<Self>> {
+        if config.jobs.is_empty() {
+            return Ok(None);
+        }
+        let jobs = config
+            .jobs
+            .iter()
+            .cloned()
+            .map(Job::new)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(Self {
+            jobs,
+            history: open_history(config).await?,
+            wake: Arc::new(Notify::new()),
+            owner: process_owner(),
+        }))
+    }
+
+    pub fn find(&self, name: &str) -> anyhow::Result<&Job> {
+        self.jobs
+            .iter()
+            .find(|j| j.config.name == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = self.jobs.iter().map(|j| j.config.name.as_str()).collect();
+                anyhow::anyhow!("no job named {name:?} in the configuration; the jobs are {known:?}")
+            })
+    }
+
+    /// `/jobs` for the process's HTTP server.
+    pub fn router(&self) -> axum::Router {
+        crate::scheduler::http::router(
+            self.jobs.clone(),
+            Arc::clone(&self.history),
+            Clock::System,
+            Arc::clone(&self.wake),
+        )
+    }
+
+    /// How this process runs jobs: ingesting into the configured log, waking `signal`'s readers.
+    pub fn context(
+        &self,
+        config: &Config,
+        signal: AppendSignal,
+        shutdown: CancellationToken,
+        on_shutdown: OnShutdown,
+    ) -> RunContext {
+        RunContext {
+            history: Arc::clone(&self.history),
+            executor: Arc::new(IngestJob::new(config.clone(), signal)),
+            clock: Clock::System,
+            owner: self.owner.clone(),
+            lease: config.scheduler.lease,
+            shutdown,
+            on_shutdown,
+        }
+    }
+
+    /// The scheduler of this process; a shutdown requeues its runs for the next start.
+    pub fn scheduler(
+        &self,
+        config: &Config,
+        signal: AppendSignal,
+        shutdown: CancellationToken,
+    ) -> Scheduler {
+        Scheduler::new(
+            self.jobs.clone(),
+            self.context(config, signal, shutdown, OnShutdown::Requeue),
+            config.scheduler.poll_interval,
+            Arc::clone(&self.wake),
+        )
+    }
+}
+
+/// `run` with `[[jobs]]`: the scheduler ingests, a processor stores, until `cancel`; then the
+/// scheduler hands its runs back to the history and the processor drains the log.
+pub async fn run_scheduled_pipeline(
+    config: &Config,
+    jobs: &Jobs,
+    cancel: CancellationToken,
+) -> anyhow::Result<crate::process::processor::ProcessSummary> {
+    use anyhow::Context;
+    let reader = super::open_log(config)
+        .await
+        .context("opening the log for reading")?;
+    let store = super::open_store(config).await?;
+    let signal = AppendSignal::new();
+    let (processor, _stats) = super::spawn_processor(config, reader, store, &signal, &cancel);
+    tracing::info!(
+        jobs = ?jobs.jobs.iter().map(|j| j.config.name.as_str()).collect::<Vec<_>>(),
+        log = %super::describe_backends(config).0,
+        store = %super::describe_backends(config).1,
+        "pipeline started; ingest runs on the jobs' schedules"
+    );
+    let scheduled = jobs.scheduler(config, signal.clone(), cancel.clone()).run().await;
+    if scheduled.is_err() {
+        cancel.cancel();
+    }
+    signal.close();
+    let processed = processor
+        .await
+        .map_err(|_| anyhow::anyhow!("the processor panicked"))?;
+    scheduled.context("scheduling jobs")?;
+    processed.context("processing")
+}

@@ -1,0 +1,118 @@
+//! The production [`JobExecutor`]: an attempt is an ingest, from the configured source into the
+//! configured log, under the log's ingest lock and the shared API budget.
+
+use super::config::{JobConfig, RunSize};
+use super::executor::JobExecutor;
+use crate::config::Config;
+use crate::ingest::writer_lock::{WriterLock, WriterLockError};
+use crate::ingest::{IngestStats, Ingestor, Schedule, run_schedule};
+use crate::log::AppendSignal;
+use crate::pipeline::{build_source, lock_ingest, open_log};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often an attempt looks again at a log another process is ingesting into.
+const LOCK_RETRY: Duration = Duration::from_millis(250);
+
+/// Ingests for scheduled runs. `signal` wakes an in-process processor (in `run`) at each page.
+pub struct IngestJob {
+    config: Config,
+    signal: AppendSignal,
+}
+
+impl IngestJob {
+    pub fn new(config: Config, signal: AppendSignal) -> Self {
+        Self { config, signal }
+    }
+
+    /// Takes the log's ingest lock, waiting while another ingest (another job's run, a `run`
+    /// or `ingest` elsewhere) holds it: runs of different jobs share one log cursor, so they
+    /// take turns.
+    async fn lock(&self, job: &str, stop: &CancellationToken) -> Result<WriterLock, String> {
+        let mut told = false;
+        loop {
+            match lock_ingest(&self.config).await {
+                Ok(lock) => return Ok(lock),
+                Err(err) => {
+                    let held = matches!(
+                        err.downcast_ref::<WriterLockError>(),
+                        Some(WriterLockError::Held { .. } | WriterLockError::HeldInPostgres)
+                    );
+                    if !held {
+                        return Err(crate::error_chain::describe(err.as_ref()));
+                    }
+                    if !told {
+                        tracing::info!(job, "waiting for the log's ingest lock: {err}");
+                        told = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(LOCK_RETRY) => {}
+                () = stop.cancelled() => return Err("stopped while waiting for the log's ingest lock".into()),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobExecutor for IngestJob {
+    async fn execute(
+        &self,
+        job: &JobConfig,
+        run_id: &str,
+        size: RunSize,
+        stop: CancellationToken,
+        progress: Arc<IngestStats>,
+    ) -> Result<(), String> {
+        let describe = |err: anyhow::Error| crate::error_chain::describe(err.as_ref());
+        let _lock = self.lock(&job.name, &stop).await?;
+        let log = open_log(&self.config).await.map_err(describe)?;
+        let source = build_source(&self.config).await.map_err(describe)?;
+        let mut ingestor = Ingestor::new(
+            source,
+            log,
+            &self.config.page_settings(),
+            run_id.to_owned(),
+            self.signal.clone(),
+        )
+        .await
+        .map_err(|e| crate::error_chain::describe(&e))?
+        .with_stats(Arc::clone(&progress));
+        let batch = u64::from(self.config.ingest.batch_size);
+        let (max_pages, duration) = match size {
+            // What earlier attempts of this run appended counts: a retry fetches the rest.
+            RunSize::Users(users) => {
+                let left = users.saturating_sub(progress.records.load(Relaxed));
+                if left == 0 {
+                    return Ok(());
+                }
+                (Some(left.div_ceil(batch)), None)
+            }
+            RunSize::Duration(duration) => (None, Some(duration)),
+        };
+        let schedule = Schedule {
+            interval: self.config.fetch_interval(),
+            max_users: None,
+            max_pages,
+            stop_on_error: true,
+        };
+        // A run sized by duration ends like a stopped one: the page in hand is appended.
+        let until = stop.child_token();
+        let timer = async {
+            if let Some(duration) = duration {
+                tokio::time::sleep(duration).await;
+                until.cancel();
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            result = run_schedule(&mut ingestor, &schedule, &until) => result
+                .map(drop)
+                .map_err(|e| crate::error_chain::describe(&e)),
+            () = timer => unreachable!("the timer never ends"),
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! One claimed run, to its end: attempts with backoff, the timeout, the lease's heartbeat, and
+//! the outcome written to the run history.
+//!
+//! Stopping is always graceful first: a timeout, a shutdown or a lost lease fires the attempt's
+//! `stop` token, and the executor stops fetching but appends the page in hand, so the log, its
+//! cursor and the run's counts agree. Only an attempt that ignores `stop` for [`STOP_GRACE`]
+//! (a hung database) is abandoned outright.
+
+use super::config::{JobConfig, RunSize};
+use super::executor::JobExecutor;
+use super::history::{History, Lease, RunRecord, RunStatus};
+use super::Clock;
+use crate::ingest::IngestStats;
+use crate::telemetry::events::{InternalEvent, JobRunStatus, RUN_API_ERRORS};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long an attempt told to stop may take to wind down before it is abandoned.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// What a shutdown (Ctrl-C, SIGTERM) makes of a run in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnShutdown {
+    /// Back to queued, resumed by the next scheduler to start (a scheduler's own runs).
+    Requeue,
+    /// Failed: whoever started it stopped it (a foreground `jobs trigger`, an Airflow task).
+    Fail,
+}
+
+/// Everything a run needs besides the run itself.
+#[derive(Clone)]
+pub struct RunContext {
+    pub history: History,
+    pub executor: Arc<dyn JobExecutor>,
+    pub clock: Clock,
+    /// This process's name in leases: host, pid and a random suffix.
+    pub owner: String,
+    pub lease: Duration,
+    pub shutdown: CancellationToken,
+    pub on_shutdown: OnShutdown,
+}
+
+impl RunContext {
+    pub fn lease(&self) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            until: self.clock.now() + chrono::Duration::from_std(self.lease).unwrap_or_default(),
+        }
+    }
+}
+
+/// Why an attempt was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TimedOut,
+    Shutdown,
+    LeaseLost,
+}
+
+/// Runs `run` (claimed by this process, attempt already counted) to its end and returns it as
+/// last written. `None`: the lease was lost to another process, which now owns the run.
+pub async fn execute_run(ctx: &RunContext, job: &JobConfig, mut run: RunRecord) -> Option<RunRecord> {
+    let size = match run.users_requested {
+        Some(users) => RunSize::Users(users),
+        None => job.size().unwrap_or(RunSize::Users(1)),
+    };
+    let max_attempts = job.retries + 1;
+    let progress = Arc::new(IngestStats::default());
+    progress.fetched.store(run.users_fetched, Relaxed);
+    progress.records.store(run.users_published, Relaxed);
+    let api_errors = Arc::new(Mutex::new(run.api_errors.clone()));
+    JobRunStatus {
+        job: &run.job,
+        run_id: &run.run_id,
+        status: RunStatus::Running,
+        error: None,
+    }
+    .emit();
+    loop {
+        let (result, stopped) = attempt(ctx, job, &mut run, size, &progress, &api_errors).await?;
+        snapshot(&mut run, &progress, &api_errors);
+        let now = ctx.clock.now();
+        match (stopped, result) {
+            (Some(Stop::LeaseLost), _) => return None,
+            (Some(Stop::TimedOut), _) => {
+                run.status = RunStatus::TimedOut;
+                run.error = Some(format!(
+                    "stopped after its timeout of {}",
+                    humantime::format_duration(job.timeout)
+                ));
+            }
+            (Some(Stop::Shutdown), _) => shut_down(ctx, &mut run, true),
+            (None, Ok(())) => {
+                run.status = RunStatus::Succeeded;
+                run.error = None;
+            }
+            (None, Err(error)) if run.attempt < max_attempts => {
+                let backoff = job
+                    .retry_backoff
+                    .saturating_mul(1 << (run.attempt - 1).min(16));
+                tracing::warn!(job = %job.name, run_id = %run.run_id, attempt = run.attempt, retry_in = ?backoff, %error, "job run attempt failed; retrying");
+                run.error = Some(error);
+                if !ctx.history.update(&run, &ctx.lease()).await.unwrap_or(true) {
+                    return None;
+                }
+                wait_backoff(ctx, &run, backoff).await?;
+                if !ctx.shutdown.is_cancelled() {
+                    run.attempt += 1;
+                    continue;
+                }
+                shut_down(ctx, &mut run, false);
+            }
+            (None, Err(error)) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(error);
+            }
+        }
+        if run.status.is_final() {
+            run.ended_at = Some(now);
+        }
+        return finish(ctx, run).await;
+    }
+}
+
+/// One attempt, with its timeout and heartbeat. `None`: the run history could not be written
+/// and the lease is as good as lost.
+async fn attempt(
+    ctx: &RunContext,
+    job: &JobConfig,
+    run: &mut RunRecord,
+    size: RunSize,
+    progress: &Arc<IngestStats>,
+    api_errors: &Arc<Mutex<BTreeMap<String, u64>>>,
+) -> Option<(Result<(), String>, Option<Stop>)> {
+    let stop = CancellationToken::new();
+    let run_id = run.run_id.clone();
+    let execution = RUN_API_ERRORS.scope(
+        Arc::clone(api_errors),
+        ctx.executor
+            .execute(job, &run_id, size, stop.clone(), Arc::clone(progress)),
+    );
+    tokio::pin!(execution);
+    let deadline = Instant::now() + job.timeout;
+    let mut heartbeat = tokio::time::interval(ctx.lease / 3);
+    heartbeat.tick().await;
+    let mut stopped: Option<(Stop, Instant)> = None;
+    let tell = |why: Stop, stopped: &mut Option<(Stop, Instant)>| {
+        if stopped.is_none() {
+            *stopped = Some((why, Instant::now() + STOP_GRACE));
+            stop.cancel();
+        }
+    };
+    let result = loop {
+        let give_up = stopped.map(|(_, at)| at);
+        tokio::select! {
+            result = &mut execution => break result,
+            () = tokio::time::sleep_until(deadline), if stopped.is_none() => tell(Stop::TimedOut, &mut stopped),
+            () = ctx.shutdown.cancelled(), if stopped.is_none() => tell(Stop::Shutdown, &mut stopped),
+            _ = heartbeat.tick() => {
+                snapshot(run, progress, api_errors);
+                match ctx.history.update(run, &ctx.lease()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(job = %job.name, run_id = %run.run_id, "lost this run's lease to another process; stopping it");
+                        tell(Stop::LeaseLost, &mut stopped);
+                    }
+                    // A database hiccup: the lease still has two thirds to go; try again next beat.
+                    Err(err) => tracing::warn!(job = %job.name, error = %crate::error_chain::describe(&err), "could not renew a run's lease"),
+                }
+            }
+            () = async { tokio::time::sleep_until(give_up.unwrap_or_else(Instant::now)).await }, if give_up.is_some() => {
+                tracing::error!(job = %job.name, run_id = %run.run_id, "the run did not stop within {STOP_GRACE:?} of being told to; abandoning it");
+                break Err(format!("did not stop within {STOP_GRACE:?} of being told to"));
+            }
+        }
+    };
+    Some((result, stopped.map(|(why, _)| why)))
+}
+
+/// What a shutdown makes of `run`, by the context's policy. `undo_attempt`: the attempt it
+/// interrupted is not held against the run when it resumes.
+fn shut_down(ctx: &RunContext, run: &mut RunRecord, undo_attempt: bool) {
+    match ctx.on_shutdown {
+        OnShutdown::Requeue => {
+            run.status = RunStatus::Queued;
+            if undo_attempt {
+                run.attempt -= 1;
+            }
+            run.error = Some("interrupted by a shutdown; resumes at the next start".into());
+        }
+        OnShutdown::Fail => {
+            run.status = RunStatus::Failed;
+            run.error = Some("stopped by a signal (SIGTERM or Ctrl-C)".into());
+        }
+    }
+}
+
+/// Waits out a retry's backoff (or until a shutdown), renewing the lease. `None`: the lease was
+/// lost.
+async fn wait_backoff(ctx: &RunContext, run: &RunRecord, backoff: Duration) -> Option<()> {
+    let until = Instant::now() + backoff;
+    let mut heartbeat = tokio::time::interval(ctx.lease / 3);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return Some(()),
+            () = ctx.shutdown.cancelled() => return Some(()),
+            _ = heartbeat.tick() => {
+                if !ctx.history.update(run, &ctx.lease()).await.unwrap_or(true) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn snapshot(run: &mut RunRecord, progress: &IngestStats, api_errors: &Mutex<BTreeMap<String, u64>>) {
+    run.users_fetched = progress.fetched.load(Relaxed);
+    run.users_published = progress.records.load(Relaxed);
+    run.api_errors = api_errors.lock().expect("the tally is only counted into").clone();
+}
+
+/// Writes the outcome; retried for a while, since a run that ended but is not recorded would
+/// be run again once its lease lapses.
+async fn finish(ctx: &RunContext, run: RunRecord) -> Option<RunRecord> {
+    let mut wait = Duration::from_millis(200);
+    for _ in 0..10 {
+        match ctx.history.update(&run, &ctx.lease()).await {
+            Ok(true) => {
+                JobRunStatus {
+                    job: &run.job,
+                    run_id: &run.run_id,
+                    status: run.status,
+                    error: run.error.as_deref(),
+                }
+                .emit();
+                return Some(run);
+            }
+            Ok(false) => return None,
+            Err(err) => {
+                tracing::warn!(run_id = %run.run_id, error = %crate::error_chain::describe(&err), "could not record a run's outcome; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::error!(run_id = %run.run_id, status = run.status.as_str(), "could not record a run's outcome; its lease will lapse and it may run again");
+    None
+}

@@ -1,0 +1,320 @@
+//! The scheduler loop: records each job's slots as they come due (and, at start, the ones missed
+//! while no scheduler was up, as the catch-up policy says), and runs what it can claim.
+//!
+//! Every decision goes through the run history ([`super::history`]), never through memory
+//! alone, so that any number of schedulers, started and killed at any time, run each slot once:
+//! recording a slot is idempotent across processes, and running it takes a claim.
+
+use super::config::{CatchUpPolicy, JobConfig, OverlapPolicy, RunSize};
+use super::Clock;
+use super::history::{History, NewRun, RunRecord, RunStatus, RunTrigger};
+use super::runner::{RunContext, execute_run};
+use super::timing::Timing;
+use crate::telemetry::events::{InternalEvent, JobRunStatus, register_job_series};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+/// A slot this recent counts as just due, not missed: two schedulers polling a second apart
+/// must agree that it is a plain scheduled run.
+const DUE_GRACE: Duration = Duration::from_secs(5);
+
+/// A configured job with its parsed timing.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub config: JobConfig,
+    pub timing: Timing,
+}
+
+impl Job {
+    pub fn new(config: JobConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            timing: config.timing()?,
+            config,
+        })
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.config.retries + 1
+    }
+
+    /// The size a manual run asks for: `--users` if given, else the job's.
+    pub fn users_requested(&self, users: Option<u64>) -> Option<u64> {
+        users.or(match self.config.size() {
+            Ok(RunSize::Users(n)) => Some(n),
+            _ => None,
+        })
+    }
+}
+
+/// Runs jobs until shut down.
+pub struct Scheduler {
+    jobs: Vec<Job>,
+    ctx: RunContext,
+    poll_interval: Duration,
+    /// Woken by an in-process trigger (HTTP), so a manual run starts without waiting a poll.
+    wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    /// `wake` is notified by whoever records a manual run in this process (`POST /jobs/..`).
+    pub fn new(jobs: Vec<Job>, ctx: RunContext, poll_interval: Duration, wake: Arc<Notify>) -> Self {
+        for job in &jobs {
+            register_job_series(&job.config.name);
+        }
+        Self {
+            jobs,
+            ctx,
+            poll_interval,
+            wake,
+        }
+    }
+
+    /// Runs until `ctx.shutdown` fires; runs in progress are then stopped and handed back to the
+    /// history as the context's shutdown policy says. An error from the run history ends it.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut seen: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for job in &self.jobs {
+            let until = self.catch_up(job).await?;
+            seen.insert(job.config.name.clone(), until);
+        }
+        let mut running: JoinSet<String> = JoinSet::new();
+        let mut busy: HashMap<String, ()> = HashMap::new();
+        loop {
+            let now = self.ctx.clock.now();
+            for job in &self.jobs {
+                let since = seen[&job.config.name];
+                for slot in job.timing.slots_between(since, now) {
+                    self.record_slot(job, slot, RunTrigger::Schedule).await?;
+                }
+                seen.insert(job.config.name.clone(), now);
+            }
+            if self.ctx.shutdown.is_cancelled() {
+                break;
+            }
+            for job in &self.jobs {
+                if busy.contains_key(&job.config.name) {
+                    continue;
+                }
+                let claimed = self
+                    .ctx
+                    .history
+                    .claim(
+                        &job.config.name,
+                        None,
+                        &self.ctx.lease(),
+                        job.max_attempts(),
+                        self.ctx.clock.now(),
+                    )
+                    .await?;
+                if let Some(run) = claimed {
+                    busy.insert(job.config.name.clone(), ());
+                    let (ctx, job) = (self.ctx.clone(), job.config.clone());
+                    running.spawn(async move {
+                        execute_run(&ctx, &job, run).await;
+                        job.name
+                    });
+                }
+            }
+            let next_slot = self
+                .jobs
+                .iter()
+                .filter_map(|job| job.timing.next_after(now))
+                .min();
+            let poll = now + chrono::Duration::from_std(self.poll_interval).unwrap_or_default();
+            let wake_at = next_slot.map_or(poll, |slot| slot.min(poll));
+            tokio::select! {
+                () = self.ctx.clock.sleep_until(wake_at) => {}
+                () = self.wake.notified() => {}
+                Some(done) = running.join_next() => {
+                    let name = done.map_err(|e| anyhow::anyhow!("a job run panicked: {e}"))?;
+                    busy.remove(&name);
+                }
+                () = self.ctx.shutdown.cancelled() => {}
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            done.map_err(|e| anyhow::anyhow!("a job run panicked: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Deals with the slots missed since the job's newest recorded slot, by its catch-up policy;
+    /// returns the instant from which its schedule goes on.
+    async fn catch_up(&self, job: &Job) -> anyhow::Result<DateTime<Utc>> {
+        let now = self.ctx.clock.now();
+        let name = &job.config.name;
+        // A job never recorded starts from now: there is nothing it missed.
+        let Some(last) = self.ctx.history.last_slot(name).await? else {
+            return Ok(now);
+        };
+        let grace = chrono::Duration::from_std(DUE_GRACE).unwrap_or_default();
+        let mut missed = job.timing.slots_between(last, now);
+        // The newest slot, if it has only just come due, is a plain scheduled run.
+        let due = missed.last().filter(|slot| now - **slot < grace).copied();
+        if due.is_some() {
+            missed.pop();
+        }
+        if let (Some(first), Some(newest)) = (missed.first().copied(), missed.last().copied()) {
+            let count = missed.len();
+            tracing::info!(job = %name, count, %first, %newest, policy = ?job.config.catch_up, "slots missed while no scheduler was up");
+            match job.config.catch_up {
+                CatchUpPolicy::All => {
+                    for slot in missed {
+                        self.record_slot(job, slot, RunTrigger::CatchUp).await?;
+                    }
+                }
+                CatchUpPolicy::Latest => {
+                    self.record_slot(job, newest, RunTrigger::CatchUp).await?;
+                }
+                CatchUpPolicy::None => {
+                    let error = format!(
+                        "missed while no scheduler was up; catch_up = none passes over {count} slot(s) from {first} to {newest}"
+                    );
+                    self.record(
+                        NewRun {
+                            job: name.clone(),
+                            slot: Some(newest),
+                            trigger: RunTrigger::CatchUp,
+                            users_requested: job.users_requested(None),
+                            status: RunStatus::Skipped,
+                            error: Some(error),
+                        },
+                        false,
+                    )
+                    .await?;
+                }
+            }
+        }
+        if let Some(slot) = due {
+            self.record_slot(job, slot, RunTrigger::Schedule).await?;
+        }
+        Ok(now)
+    }
+
+    /// Records a slot that came due (or is caught up), as queued, or as skipped when the job is
+    /// busy and its overlap policy says so.
+    async fn record_slot(
+        &self,
+        job: &Job,
+        slot: DateTime<Utc>,
+        trigger: RunTrigger,
+    ) -> anyhow::Result<Option<RunRecord>> {
+        let run = NewRun {
+            job: job.config.name.clone(),
+            slot: Some(slot),
+            trigger,
+            users_requested: job.users_requested(None),
+            status: RunStatus::Queued,
+            error: None,
+        };
+        self.record(run, job.config.overlap == OverlapPolicy::Skip)
+            .await
+    }
+
+    async fn record(
+        &self,
+        run: NewRun,
+        skip_if_busy: bool,
+    ) -> anyhow::Result<Option<RunRecord>> {
+        let recorded = self
+            .ctx
+            .history
+            .insert(run, skip_if_busy, self.ctx.clock.now())
+            .await?;
+        if let Some(run) = &recorded {
+            JobRunStatus {
+                job: &run.job,
+                run_id: &run.run_id,
+                status: run.status,
+                error: run.error.as_deref(),
+            }
+            .emit();
+        }
+        Ok(recorded)
+    }
+}
+
+/// Records a manual run of `job` (queued, or skipped when the job is busy and its overlap policy
+/// is skip), for this or another process to claim.
+pub async fn record_manual(
+    history: &History,
+    clock: &Clock,
+    job: &Job,
+    users: Option<u64>,
+) -> anyhow::Result<RunRecord> {
+    let run = NewRun {
+        job: job.config.name.clone(),
+        slot: None,
+        trigger: RunTrigger::Manual,
+        users_requested: job.users_requested(users),
+        status: RunStatus::Queued,
+        error: None,
+    };
+    let skip = job.config.overlap == OverlapPolicy::Skip;
+    let run = history
+        .insert(run, skip, clock.now())
+        .await?
+        .expect("a manual run has no slot to conflict on");
+    JobRunStatus {
+        job: &run.job,
+        run_id: &run.run_id,
+        status: run.status,
+        error: run.error.as_deref(),
+    }
+    .emit();
+    Ok(run)
+}
+
+/// Runs a manual run in this process (`jobs trigger`): claims it as soon as no other run of the
+/// job is live, and returns it when it ends, here or in another process that claimed it first.
+pub async fn run_manual(
+    ctx: &RunContext,
+    job: &Job,
+    run: RunRecord,
+    poll_interval: Duration,
+) -> anyhow::Result<RunRecord> {
+    let mut current = run;
+    loop {
+        if current.status.is_final() {
+            return Ok(current);
+        }
+        if ctx.shutdown.is_cancelled() {
+            anyhow::bail!(
+                "stopped waiting for run {} of {} ({}, {}); it stays in the history for a scheduler",
+                current.run_id,
+                job.config.name,
+                current.status.as_str(),
+                current.owner.as_deref().unwrap_or("not claimed yet"),
+            );
+        }
+        let claimed = ctx
+            .history
+            .claim(
+                &job.config.name,
+                Some(&current.run_id),
+                &ctx.lease(),
+                job.max_attempts(),
+                ctx.clock.now(),
+            )
+            .await?;
+        if let Some(run) = claimed {
+            return execute_run(ctx, &job.config, run).await.ok_or_else(|| {
+                anyhow::anyhow!("lost the lease of run {} to another process", current.run_id)
+            });
+        }
+        tokio::select! {
+            () = tokio::time::sleep(poll_interval) => {}
+            () = ctx.shutdown.cancelled() => {}
+        }
+        current = ctx
+            .history
+            .get(&current.run_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run {} vanished from the history", current.run_id))?;
+    }
+}
