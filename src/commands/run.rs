@@ -30,7 +30,7 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
         if let Some(jobs) = crate::pipeline::jobs::Jobs::open(&config).await? {
             if config.kafka.brokers.is_some() {
                 anyhow::bail!(
-                    "[[jobs]] drive the embedded pipeline only for now; with [kafka] brokers, run `userstream jobs schedule` to ingest on the jobs' schedules and `userstream process --follow` to process"
+                    "[[jobs]] drive the embedded pipeline only for now: on the Kafka path the relay to the topic runs inside `run`'s continuous ingest. Remove [[jobs]] to ingest continuously, or [kafka] brokers to ingest on the jobs' schedules"
                 );
             }
             let endpoints = Endpoints::start(&config, extra.merge(jobs.router()), cancel.clone()).await?;

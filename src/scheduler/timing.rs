@@ -25,6 +25,9 @@ pub enum Timing {
     Interval { every: Duration },
 }
 
+/// The shortest interval: below it, recording each slot durably would be most of the work.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The most slots [`Timing::slots_between`] hands back at once: a long outage with a
 /// one-second schedule must not build millions of runs in one go.
 pub const MAX_SLOTS: usize = 10_000;
@@ -43,11 +46,11 @@ impl Timing {
         })
     }
 
-    /// A fixed interval of at least a second.
+    /// A fixed interval of at least [`MIN_INTERVAL`].
     pub fn interval(every: Duration) -> Result<Self, String> {
-        if every < Duration::from_secs(1) {
+        if every < MIN_INTERVAL {
             return Err(format!(
-                "interval {every:?} is shorter than the shortest schedule, 1s"
+                "every = {every:?} is shorter than the shortest interval, {MIN_INTERVAL:?}"
             ));
         }
         Ok(Timing::Interval { every })
@@ -104,7 +107,7 @@ mod tests {
             timing.next_after(utc("2026-03-01T11:00:00Z")),
             Some(utc("2026-03-01T12:00:00Z"))
         );
-        assert!(Timing::interval(Duration::from_millis(500)).is_err());
+        assert!(Timing::interval(Duration::from_millis(50)).is_err());
     }
 
     #[test]
