@@ -59,7 +59,14 @@ async fn list(jobs: &Jobs, format: OutputFormat) -> anyhow::Result<()> {
                 })
                 .collect();
             print_table(
-                &["job", "schedule", "size", "next_due", "last_status", "last_at"],
+                &[
+                    "job",
+                    "schedule",
+                    "size",
+                    "next_due",
+                    "last_status",
+                    "last_at",
+                ],
                 &rows,
             );
         }
@@ -78,8 +85,11 @@ fn print_runs(runs: &[RunRecord], format: OutputFormat) -> anyhow::Result<()> {
             let rows: Vec<Vec<String>> = runs
                 .iter()
                 .map(|r| {
-                    let errors: Vec<String> =
-                        r.api_errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
+                    let errors: Vec<String> = r
+                        .api_errors
+                        .iter()
+                        .map(|(k, n)| format!("{k}={n}"))
+                        .collect();
                     vec![
                         r.run_id.clone(),
                         r.job.clone(),

@@ -45,7 +45,9 @@ impl Jobs {
             .find(|j| j.config.name == name)
             .ok_or_else(|| {
                 let known: Vec<_> = self.jobs.iter().map(|j| j.config.name.as_str()).collect();
-                anyhow::anyhow!("no job named {name:?} in the configuration; the jobs are {known:?}")
+                anyhow::anyhow!(
+                    "no job named {name:?} in the configuration; the jobs are {known:?}"
+                )
             })
     }
 
@@ -114,7 +116,10 @@ pub async fn run_scheduled_pipeline(
         store = %super::describe_backends(config).1,
         "pipeline started; ingest runs on the jobs' schedules"
     );
-    let scheduled = jobs.scheduler(config, signal.clone(), cancel.clone()).run().await;
+    let scheduled = jobs
+        .scheduler(config, signal.clone(), cancel.clone())
+        .run()
+        .await;
     if scheduled.is_err() {
         cancel.cancel();
     }

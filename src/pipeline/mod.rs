@@ -163,10 +163,9 @@ pub async fn open_history(config: &Config) -> anyhow::Result<crate::scheduler::H
         None => {
             config.ensure_data_dir()?;
             let path = config.meta_path();
-            Ok(Arc::new(
-                SqliteRunHistory::open(&path)
-                    .with_context(|| format!("opening the run history {}", path.display()))?,
-            ))
+            Ok(Arc::new(SqliteRunHistory::open(&path).with_context(
+                || format!("opening the run history {}", path.display()),
+            )?))
         }
     }
 }

@@ -4,7 +4,7 @@
 //! advances with tokio's clock, so a test on paused time (`start_paused`) runs a day of slots in
 //! milliseconds and exactly: the runtime jumps to each timer, and no sleep decides a result.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -26,13 +26,16 @@ impl Clock {
         }
     }
 
+    /// Now, to the microsecond: what the run history stores, so a time read back compares
+    /// equal to the one written.
     pub fn now(&self) -> DateTime<Utc> {
-        match self {
+        let now = match self {
             Clock::System => Utc::now(),
             Clock::FollowingTokio { start, anchor } => {
                 *start + chrono::Duration::from_std(anchor.elapsed()).unwrap_or_default()
             }
-        }
+        };
+        now.trunc_subsecs(6)
     }
 
     /// Sleeps until `at` by this clock. On the system clock a wall-clock step (NTP) can end the

@@ -45,7 +45,10 @@ fn problem(status: StatusCode, message: String) -> Response {
 }
 
 fn internal(err: impl std::fmt::Display) -> Response {
-    problem(StatusCode::INTERNAL_SERVER_ERROR, format!("run history: {err}"))
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("run history: {err}"),
+    )
 }
 
 async fn list_jobs(State(api): State<Arc<JobsApi>>) -> Response {

@@ -22,6 +22,9 @@ pub mod scheduler;
 pub mod timing;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 pub use clock::Clock;
 pub use config::{JobConfig, SchedulerConfig};
 pub use history::{History, RunRecord, RunStatus, RunTrigger};

@@ -6,10 +6,10 @@
 //! cursor and the run's counts agree. Only an attempt that ignores `stop` for [`STOP_GRACE`]
 //! (a hung database) is abandoned outright.
 
+use super::Clock;
 use super::config::{JobConfig, RunSize};
 use super::executor::JobExecutor;
 use super::history::{History, Lease, RunRecord, RunStatus};
-use super::Clock;
 use crate::ingest::IngestStats;
 use crate::telemetry::events::{InternalEvent, JobRunStatus, RUN_API_ERRORS};
 use std::collections::BTreeMap;
@@ -63,7 +63,11 @@ enum Stop {
 
 /// Runs `run` (claimed by this process, attempt already counted) to its end and returns it as
 /// last written. `None`: the lease was lost to another process, which now owns the run.
-pub async fn execute_run(ctx: &RunContext, job: &JobConfig, mut run: RunRecord) -> Option<RunRecord> {
+pub async fn execute_run(
+    ctx: &RunContext,
+    job: &JobConfig,
+    mut run: RunRecord,
+) -> Option<RunRecord> {
     let size = match run.users_requested {
         Some(users) => RunSize::Users(users),
         None => job.size().unwrap_or(RunSize::Users(1)),
@@ -218,10 +222,17 @@ async fn wait_backoff(ctx: &RunContext, run: &RunRecord, backoff: Duration) -> O
     }
 }
 
-fn snapshot(run: &mut RunRecord, progress: &IngestStats, api_errors: &Mutex<BTreeMap<String, u64>>) {
+fn snapshot(
+    run: &mut RunRecord,
+    progress: &IngestStats,
+    api_errors: &Mutex<BTreeMap<String, u64>>,
+) {
     run.users_fetched = progress.fetched.load(Relaxed);
     run.users_published = progress.records.load(Relaxed);
-    run.api_errors = api_errors.lock().expect("the tally is only counted into").clone();
+    run.api_errors = api_errors
+        .lock()
+        .expect("the tally is only counted into")
+        .clone();
 }
 
 /// Writes the outcome; retried for a while, since a run that ended but is not recorded would

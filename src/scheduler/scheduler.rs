@@ -5,8 +5,8 @@
 //! alone, so that any number of schedulers, started and killed at any time, run each slot once:
 //! recording a slot is idempotent across processes, and running it takes a claim.
 
-use super::config::{CatchUpPolicy, JobConfig, OverlapPolicy, RunSize};
 use super::Clock;
+use super::config::{CatchUpPolicy, JobConfig, OverlapPolicy, RunSize};
 use super::history::{History, NewRun, RunRecord, RunStatus, RunTrigger};
 use super::runner::{RunContext, execute_run};
 use super::timing::Timing;
@@ -62,7 +62,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// `wake` is notified by whoever records a manual run in this process (`POST /jobs/..`).
-    pub fn new(jobs: Vec<Job>, ctx: RunContext, poll_interval: Duration, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        jobs: Vec<Job>,
+        ctx: RunContext,
+        poll_interval: Duration,
+        wake: Arc<Notify>,
+    ) -> Self {
         for job in &jobs {
             register_job_series(&job.config.name);
         }
@@ -164,8 +169,18 @@ impl Scheduler {
             tracing::info!(job = %name, count, %first, %newest, policy = ?job.config.catch_up, "slots missed while no scheduler was up");
             match job.config.catch_up {
                 CatchUpPolicy::All => {
+                    // Queued one behind the other, whatever the overlap policy: running them
+                    // all is what this policy asks for.
                     for slot in missed {
-                        self.record_slot(job, slot, RunTrigger::CatchUp).await?;
+                        let run = NewRun {
+                            job: name.clone(),
+                            slot: Some(slot),
+                            trigger: RunTrigger::CatchUp,
+                            users_requested: job.users_requested(None),
+                            status: RunStatus::Queued,
+                            error: None,
+                        };
+                        self.record(run, false).await?;
                     }
                 }
                 CatchUpPolicy::Latest => {
@@ -216,11 +231,7 @@ impl Scheduler {
             .await
     }
 
-    async fn record(
-        &self,
-        run: NewRun,
-        skip_if_busy: bool,
-    ) -> anyhow::Result<Option<RunRecord>> {
+    async fn record(&self, run: NewRun, skip_if_busy: bool) -> anyhow::Result<Option<RunRecord>> {
         let recorded = self
             .ctx
             .history
@@ -304,17 +315,19 @@ pub async fn run_manual(
             .await?;
         if let Some(run) = claimed {
             return execute_run(ctx, &job.config, run).await.ok_or_else(|| {
-                anyhow::anyhow!("lost the lease of run {} to another process", current.run_id)
+                anyhow::anyhow!(
+                    "lost the lease of run {} to another process",
+                    current.run_id
+                )
             });
         }
         tokio::select! {
             () = tokio::time::sleep(poll_interval) => {}
             () = ctx.shutdown.cancelled() => {}
         }
-        current = ctx
-            .history
-            .get(&current.run_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("run {} vanished from the history", current.run_id))?;
+        current =
+            ctx.history.get(&current.run_id).await?.ok_or_else(|| {
+                anyhow::anyhow!("run {} vanished from the history", current.run_id)
+            })?;
     }
 }

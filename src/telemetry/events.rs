@@ -288,9 +288,21 @@ impl InternalEvent for JobRunStatus<'_> {
         let error = self.error.unwrap_or_default();
         match self.status {
             crate::scheduler::RunStatus::Failed | crate::scheduler::RunStatus::TimedOut => {
-                tracing::error!(job = self.job, run_id = self.run_id, status, error, "job run {status}")
+                tracing::error!(
+                    job = self.job,
+                    run_id = self.run_id,
+                    status,
+                    error,
+                    "job run {status}"
+                )
             }
-            _ => tracing::info!(job = self.job, run_id = self.run_id, status, error, "job run {status}"),
+            _ => tracing::info!(
+                job = self.job,
+                run_id = self.run_id,
+                status,
+                error,
+                "job run {status}"
+            ),
         }
         // `job` is bounded: jobs are named in the configuration.
         metrics::counter!("userstream_job_runs_total", "job" => self.job.to_owned(), "status" => status)

@@ -94,9 +94,13 @@ impl RunTrigger {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [RunTrigger::Schedule, RunTrigger::CatchUp, RunTrigger::Manual]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        [
+            RunTrigger::Schedule,
+            RunTrigger::CatchUp,
+            RunTrigger::Manual,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
     }
 }
 
@@ -291,7 +295,11 @@ pub(crate) fn new_record(run: NewRun, skipped: bool, now: DateTime<Utc>) -> RunR
         users_requested: run.users_requested,
         created_at: now,
         started_at: None,
-        ended_at: run.status.is_final().then_some(now).or(skipped.then_some(now)),
+        ended_at: run
+            .status
+            .is_final()
+            .then_some(now)
+            .or(skipped.then_some(now)),
         users_fetched: 0,
         users_published: 0,
         api_errors: BTreeMap::new(),
