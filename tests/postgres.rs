@@ -383,3 +383,19 @@ async fn readiness_names_the_log_and_the_store_while_postgres_is_down() {
     tokio::task::block_in_place(|| pg.start_server());
     support::wait_until_ready(&readiness, "PostgreSQL came back").await;
 }
+
+/// The run history's guarantees on PostgreSQL, with two pools standing for two processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_history_keeps_its_guarantees_on_postgres() {
+    use userstream::scheduler::history::PostgresRunHistory;
+    use userstream::scheduler::history::contract::*;
+    let pg = TestPostgres::start();
+    let url = pg.database("history");
+    let options = userstream::postgres::PostgresOptions::default();
+    let a = PostgresRunHistory::open(&url, &options).await.unwrap();
+    let b = PostgresRunHistory::open(&url, &options).await.unwrap();
+    a_slot_is_recorded_once_whoever_sees_it(&a, &b, "once").await;
+    only_one_process_claims_and_a_busy_job_skips_new_slots(&a, &b, "claim").await;
+    a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(&a, &b, "lease").await;
+    a_record_round_trips_every_field(&a, "fields").await;
+}

@@ -1,6 +1,6 @@
 //! `userstream ingest`: fetch pages into the raw log only.
 
-use super::{apply_source_args, runtime, shutdown_on_signal};
+use super::{EXIT_SKIPPED, ExitWith, apply_source_args, runtime, shutdown_on_signal};
 use crate::cli::IngestArgs;
 use crate::config::Config;
 use crate::ingest::{Ingestor, Schedule, run_schedule};
@@ -30,7 +30,27 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
             max_pages,
             stop_on_error: true,
         };
-        let summary = run_schedule(&mut ingestor, &schedule, &shutdown_on_signal()).await?;
+        let cancel = shutdown_on_signal();
+        let summary = match run_schedule(&mut ingestor, &schedule, &cancel).await {
+            Ok(summary) => summary,
+            Err(err) => {
+                let error = crate::error_chain::describe(&err);
+                print_summary("failed", 0, 0, ingestor.cursor(), Some(&error));
+                return Err(err.into());
+            }
+        };
+        let covered = (ingestor.cursor().next_page - 1)
+            .saturating_mul(u64::from(ingestor.cursor().page_size));
+        let nothing_to_do = summary.pages == 0
+            && config.ingest.max_users.is_some_and(|max| covered >= max);
+        let status = if nothing_to_do {
+            "skipped"
+        } else if cancel.is_cancelled() {
+            "stopped"
+        } else {
+            "succeeded"
+        };
+        print_summary(status, summary.users, summary.pages, ingestor.cursor(), None);
         tracing::info!(
             users = summary.users,
             pages = summary.pages,
@@ -39,6 +59,40 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
             "ingested into {}",
             describe_backends(&config).0
         );
+        if nothing_to_do {
+            return Err(ExitWith {
+                code: EXIT_SKIPPED,
+                message: format!(
+                    "nothing to do: the first {} users of seed {:?} are already in the log (ingest.max_users)",
+                    covered,
+                    ingestor.cursor().seed
+                ),
+            }
+            .into());
+        }
+        if cancel.is_cancelled() {
+            anyhow::bail!("stopped by a signal after {} pages", summary.pages);
+        }
         Ok(())
     })
+}
+
+/// The outcome as one JSON object on the last line of stdout, for whoever started the command
+/// (Airflow keeps it as the task's XCom).
+fn print_summary(
+    status: &str,
+    users: u64,
+    pages: u64,
+    cursor: &crate::log::IngestCursor,
+    error: Option<&str>,
+) {
+    let summary = serde_json::json!({
+        "status": status,
+        "users": users,
+        "pages": pages,
+        "seed": cursor.seed,
+        "next_page": cursor.next_page,
+        "error": error,
+    });
+    println!("{summary}");
 }

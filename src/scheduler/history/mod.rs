@@ -14,6 +14,7 @@
 //!
 //! Two implementations: SQLite (`DATA_DIR/meta.db`, the embedded default) and PostgreSQL.
 
+pub mod contract;
 pub mod postgres;
 pub mod sqlite;
 
