@@ -416,3 +416,56 @@ duration = "700ms"
         assert!(ids.contains(&id), "log records from unrecorded run {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_triggered_run_cleanly_and_records_it_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("userstream.toml"),
+        r#"data_dir = "data"
+
+[ingest]
+batch_size = 10
+interval = "50ms"
+
+[[jobs]]
+name = "long"
+every = "1h"
+duration = "10m"
+"#,
+    )
+    .unwrap();
+    let mut child = support::userstream_bin()
+        .current_dir(dir.path())
+        .env_remove("USERSTREAM_CONFIG")
+        .args(["-q", "jobs", "trigger", "long"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("data/log.db");
+    support::wait_until("a few pages", || support::count(&log, "raw_records") >= 30).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = tokio::task::spawn_blocking(move || {
+        let out = child.wait_with_output().unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let run = summary(&out);
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"], "stopped by a signal (SIGTERM or Ctrl-C)");
+    // Stopped between pages: every page fetched was appended and counted, none half-written.
+    assert_eq!(
+        run["users_published"].as_u64(),
+        Some(support::count(&log, "raw_records"))
+    );
+    let history = runs(dir.path());
+    assert_eq!(history[0]["status"], "failed");
+}
