@@ -435,7 +435,7 @@ duration = "10m"
 "#,
     )
     .unwrap();
-    let mut child = support::userstream_bin()
+    let child = support::userstream_bin()
         .current_dir(dir.path())
         .env_remove("USERSTREAM_CONFIG")
         .args(["-q", "jobs", "trigger", "long"])
@@ -451,12 +451,9 @@ duration = "10m"
         .status()
         .unwrap();
     assert!(sent.success());
-    let out = tokio::task::spawn_blocking(move || {
-        let out = child.wait_with_output().unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let run = summary(&out);
     assert_eq!(run["status"], "failed");

@@ -12,7 +12,7 @@ use super::runner::{RunContext, execute_run};
 use super::timing::Timing;
 use crate::telemetry::events::{InternalEvent, JobRunStatus, register_job_series};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -21,6 +21,10 @@ use tokio::task::JoinSet;
 /// A slot this recent counts as just due, not missed: two schedulers polling a second apart
 /// must agree that it is a plain scheduled run.
 const DUE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the scheduler rides out a run history that fails (a database restarting) before it
+/// stops with the error. Slots that come due meanwhile are recorded once it answers again.
+const HISTORY_OUTAGE_LIMIT: Duration = Duration::from_secs(300);
 
 /// A configured job with its parsed timing.
 #[derive(Debug, Clone)]
@@ -88,42 +92,26 @@ impl Scheduler {
             seen.insert(job.config.name.clone(), until);
         }
         let mut running: JoinSet<String> = JoinSet::new();
-        let mut busy: HashMap<String, ()> = HashMap::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut outage: Option<tokio::time::Instant> = None;
         loop {
             let now = self.ctx.clock.now();
-            for job in &self.jobs {
-                let since = seen[&job.config.name];
-                for slot in job.timing.slots_between(since, now) {
-                    self.record_slot(job, slot, RunTrigger::Schedule).await?;
+            match self.step(now, &mut seen, &mut busy, &mut running).await {
+                Ok(()) => outage = None,
+                Err(err) => {
+                    let since = *outage.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= HISTORY_OUTAGE_LIMIT {
+                        self.ctx.shutdown.cancel();
+                        while running.join_next().await.is_some() {}
+                        return Err(err.context(format!(
+                            "the run history has failed for {HISTORY_OUTAGE_LIMIT:?}; stopping the scheduler"
+                        )));
+                    }
+                    tracing::warn!(error = %crate::error_chain::describe(err.as_ref()), "the scheduler could not read or write the run history; trying again");
                 }
-                seen.insert(job.config.name.clone(), now);
             }
             if self.ctx.shutdown.is_cancelled() {
                 break;
-            }
-            for job in &self.jobs {
-                if busy.contains_key(&job.config.name) {
-                    continue;
-                }
-                let claimed = self
-                    .ctx
-                    .history
-                    .claim(
-                        &job.config.name,
-                        None,
-                        &self.ctx.lease(),
-                        job.max_attempts(),
-                        self.ctx.clock.now(),
-                    )
-                    .await?;
-                if let Some(run) = claimed {
-                    busy.insert(job.config.name.clone(), ());
-                    let (ctx, job) = (self.ctx.clone(), job.config.clone());
-                    running.spawn(async move {
-                        execute_run(&ctx, &job, run).await;
-                        job.name
-                    });
-                }
             }
             let next_slot = self
                 .jobs
@@ -144,6 +132,52 @@ impl Scheduler {
         }
         while let Some(done) = running.join_next().await {
             done.map_err(|e| anyhow::anyhow!("a job run panicked: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// One pass: records the slots that came due since `seen`, and starts a run of each idle job
+    /// that has one queued.
+    async fn step(
+        &self,
+        now: DateTime<Utc>,
+        seen: &mut HashMap<String, DateTime<Utc>>,
+        busy: &mut HashSet<String>,
+        running: &mut JoinSet<String>,
+    ) -> anyhow::Result<()> {
+        for job in &self.jobs {
+            let since = seen[&job.config.name];
+            for slot in job.timing.slots_between(since, now) {
+                self.record_slot(job, slot, RunTrigger::Schedule).await?;
+            }
+            seen.insert(job.config.name.clone(), now);
+        }
+        if self.ctx.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        for job in &self.jobs {
+            if busy.contains(&job.config.name) {
+                continue;
+            }
+            let claimed = self
+                .ctx
+                .history
+                .claim(
+                    &job.config.name,
+                    None,
+                    &self.ctx.lease(),
+                    job.max_attempts(),
+                    self.ctx.clock.now(),
+                )
+                .await?;
+            if let Some(run) = claimed {
+                busy.insert(job.config.name.clone());
+                let (ctx, job) = (self.ctx.clone(), job.config.clone());
+                running.spawn(async move {
+                    execute_run(&ctx, &job, run).await;
+                    job.name
+                });
+            }
         }
         Ok(())
     }
