@@ -399,3 +399,101 @@ async fn the_run_history_keeps_its_guarantees_on_postgres() {
     a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(&a, &b, "lease").await;
     a_record_round_trips_every_field(&a, "fields").await;
 }
+
+/// `jobs runs` as JSON, through the binary.
+fn job_runs(dir: &Path) -> Vec<serde_json::Value> {
+    let out = support::userstream_bin()
+        .current_dir(dir)
+        .env_remove("USERSTREAM_CONFIG")
+        .args(["-q", "jobs", "runs", "--format", "json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn succeeded(runs: &[serde_json::Value]) -> usize {
+    runs.iter().filter(|r| r["status"] == "succeeded").count()
+}
+
+/// The run history in PostgreSQL goes down under a running scheduler and comes back: the
+/// scheduler keeps going, and the slots that came due meanwhile are recorded, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_rides_out_a_stopped_history_database() {
+    let pg = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("userstream.toml"),
+        format!(
+            r#"data_dir = "data"
+
+[ingest]
+batch_size = 10
+interval = "0s"
+
+[scheduler]
+postgres = "{}"
+lease = "3s"
+poll_interval = "100ms"
+
+[[jobs]]
+name = "tick"
+every = "1s"
+users = 10
+"#,
+            pg.database("history")
+        ),
+    )
+    .unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let mut child = support::userstream_bin()
+        .current_dir(dir.path())
+        .env_remove("USERSTREAM_CONFIG")
+        .args(["jobs", "schedule"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    support::wait_until("two runs", || succeeded(&job_runs(dir.path())) >= 2).await;
+    tokio::task::block_in_place(|| pg.stop_server());
+    support::wait_until("the scheduler to notice", || {
+        std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .contains("could not read or write the run history")
+    })
+    .await;
+    tokio::task::block_in_place(|| pg.start_server());
+    let before = succeeded(&job_runs(dir.path()));
+    support::wait_until("runs after the restart", || {
+        succeeded(&job_runs(dir.path())) >= before + 2
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the scheduler kept running"
+    );
+    support::interrupt(&child);
+    assert!(child.wait().unwrap().success());
+
+    let runs = job_runs(dir.path());
+    let mut slots: Vec<chrono::DateTime<chrono::Utc>> = runs
+        .iter()
+        .filter_map(|r| r["slot"].as_str())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    slots.sort();
+    let seconds = (*slots.last().unwrap() - slots[0]).num_seconds() as usize;
+    assert_eq!(
+        slots.len(),
+        seconds + 1,
+        "every slot once, outage included: {runs:#?}"
+    );
+    for run in &runs {
+        assert!(
+            ["succeeded", "skipped", "queued"].contains(&run["status"].as_str().unwrap()),
+            "{run}"
+        );
+    }
+}
