@@ -283,6 +283,13 @@ async fn run_serves_jobs_and_a_triggered_run_reaches_the_store() {
         metrics.contains(r#"userstream_job_runs_total{job="pull",status="failed"} 0"#),
         "{metrics}"
     );
+    // The job metrics the shipped dashboard and alert rules query are exported.
+    let exported = support::metrics::exported(&metrics);
+    for name in support::metrics::queried_by_deploy_files() {
+        if name.starts_with("userstream_job_") {
+            assert!(exported.contains(name.as_str()), "{name} is not exported");
+        }
+    }
 
     let missing = http
         .post(format!("{base}/jobs/nope/trigger"))

@@ -242,33 +242,17 @@ async fn a_kafka_run_exports_every_metric_the_dashboard_and_alerts_use() {
     for dependency in ["log", "store", "bus", "registry"] {
         assert_eq!(ready["checks"][dependency], "ok", "{body}");
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    let queried = [
-        root.join("grafana/dashboards/userstream.json"),
-        root.join("prometheus/alerts.yml"),
-    ]
-    .map(|file| std::fs::read_to_string(file).unwrap())
-    .concat();
-    let mut names = std::collections::BTreeSet::new();
-    for (at, _) in queried.match_indices("userstream_") {
-        let name: String = queried[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if name != "userstream_" {
-            names.insert(name); // not a job or uid named "userstream"
-        }
-    }
+    // Job metrics come with [[jobs]], which drive the embedded path: checked in tests/jobs.rs.
+    let names: std::collections::BTreeSet<String> = support::metrics::queried_by_deploy_files()
+        .into_iter()
+        .filter(|name| !name.starts_with("userstream_job_"))
+        .collect();
     assert!(names.len() > 10, "the dashboard and rules query metrics");
     // Consumer lag comes with librdkafka's statistics, every 5 s: scrape until every name is in.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let scrape = get("/metrics").await.1;
-        let exported: std::collections::BTreeSet<&str> = scrape
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-            .filter_map(|line| line.split(['{', ' ']).next())
-            .collect();
+        let exported = support::metrics::exported(&scrape);
         let missing: Vec<&String> = names
             .iter()
             .filter(|name| !exported.contains(name.as_str()))

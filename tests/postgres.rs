@@ -374,14 +374,29 @@ async fn readiness_names_the_log_and_the_store_while_postgres_is_down() {
     let mut config = config(dir.path(), 100);
     config.log.postgres = Some(pg.database("ready_log"));
     config.store.postgres = Some(pg.database("ready_store"));
+    config.scheduler.postgres = Some(pg.database("ready_history"));
+    config.jobs = vec![toml_job()];
     let readiness = userstream::pipeline::endpoints::readiness(&config)
         .await
         .unwrap();
     assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
     tokio::task::block_in_place(|| pg.stop_server());
-    assert_eq!(support::not_ready(&readiness).await, ["log", "store"]);
+    assert_eq!(
+        support::not_ready(&readiness).await,
+        ["log", "store", "history"]
+    );
     tokio::task::block_in_place(|| pg.start_server());
     support::wait_until_ready(&readiness, "PostgreSQL came back").await;
+}
+
+/// A job, as a configuration file gives it.
+fn toml_job() -> userstream::scheduler::JobConfig {
+    use figment::providers::{Format, Toml};
+    figment::Figment::from(Toml::string(
+        "name = \"hourly\"\nevery = \"1h\"\nusers = 100\n",
+    ))
+    .extract()
+    .unwrap()
 }
 
 /// The run history's guarantees on PostgreSQL, with two pools standing for two processes.

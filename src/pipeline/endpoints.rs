@@ -20,7 +20,7 @@ pub fn embedded_registry(config: &Config) -> anyhow::Result<Router> {
 }
 
 /// One probe per dependency `config` names: the log and the store always; on the Kafka path the
-/// brokers (`bus`) and the registry. Each probe holds its own connection, opened here, so a
+/// brokers (`bus`) and the registry; with `[[jobs]]`, the run history. Each probe holds its own connection, opened here, so a
 /// probe never waits behind the pipeline's own work on a shared one.
 pub async fn readiness(config: &Config) -> anyhow::Result<Readiness> {
     let log = open_log(config)
@@ -78,6 +78,21 @@ pub async fn readiness(config: &Config) -> anyhow::Result<Readiness> {
         probes.push(Probe::new("registry", move || {
             let registry = Arc::clone(&registry);
             async move { registry.ping().await.map_err(|e| e.to_string()) }
+        }));
+    }
+    if !config.jobs.is_empty() {
+        let history = super::open_history(config)
+            .await
+            .context("opening the run history for readiness probes")?;
+        probes.push(Probe::new("history", move || {
+            let history = Arc::clone(&history);
+            async move {
+                history
+                    .last_slot("")
+                    .await
+                    .map(drop)
+                    .map_err(|e| crate::error_chain::describe(&e))
+            }
         }));
     }
     Ok(Readiness::new(probes))

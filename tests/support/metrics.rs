@@ -53,3 +53,34 @@ impl LocalMetrics {
             .sum()
     }
 }
+
+/// Every metric name the shipped Grafana dashboard and Prometheus alert rules query.
+pub fn queried_by_deploy_files() -> std::collections::BTreeSet<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let queried = [
+        root.join("grafana/dashboards/userstream.json"),
+        root.join("prometheus/alerts.yml"),
+    ]
+    .map(|file| std::fs::read_to_string(file).unwrap())
+    .concat();
+    let mut names = std::collections::BTreeSet::new();
+    for (at, _) in queried.match_indices("userstream_") {
+        let name: String = queried[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name != "userstream_" {
+            names.insert(name); // not a job or uid named "userstream"
+        }
+    }
+    names
+}
+
+/// The metric names in a Prometheus text scrape.
+pub fn exported(scrape: &str) -> std::collections::BTreeSet<&str> {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect()
+}
