@@ -161,3 +161,64 @@ fn the_log_section_is_read_under_its_old_name_too() {
             .contains("both [log] and [backup]")
     );
 }
+
+#[test]
+fn jobs_are_read_and_each_mistake_is_named() {
+    let config = load_toml(
+        "[[jobs]]\nname = \"nightly\"\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nusers = 5000\novershoot = 1\n",
+    );
+    let err = config.unwrap_err().to_string();
+    assert!(
+        err.contains("overshoot"),
+        "unknown keys in a job are refused: {err}"
+    );
+    let config = load_toml(
+        "[[jobs]]\nname = \"nightly\"\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nusers = 5000\ncatch_up = \"all\"\noverlap = \"queue\"\n",
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(
+        config.jobs[0].catch_up,
+        crate::scheduler::config::CatchUpPolicy::All
+    );
+
+    let invalid = |job: &str| {
+        let config = load_toml(&format!("[[jobs]]\nname = \"j\"\n{job}")).unwrap();
+        config.validate().unwrap_err().to_string()
+    };
+    let err = invalid("cron = \"99 * * * *\"\nusers = 1\n");
+    assert!(
+        err.starts_with("jobs.j: cron \"99 * * * *\" is not a cron expression"),
+        "{err}"
+    );
+    let err = invalid("cron = \"* * * * *\"\ntimezone = \"Berlin\"\nusers = 1\n");
+    assert!(
+        err.contains("time zone \"Berlin\" is not an IANA time zone name"),
+        "{err}"
+    );
+    let err = invalid("cron = \"* * * * *\"\nevery = \"1h\"\nusers = 1\n");
+    assert!(err.contains("cron and every are both set"), "{err}");
+    let err = invalid("every = \"1h\"\n");
+    assert!(
+        err.contains("set users (users per run) or duration"),
+        "{err}"
+    );
+    let err = invalid("every = \"1h\"\nusers = 0\n");
+    assert!(err.contains("jobs.j.users = 0"), "{err}");
+    let err = invalid("every = \"10ms\"\nusers = 1\n");
+    assert!(err.contains("shorter than the shortest interval"), "{err}");
+    let err = load_toml("[[jobs]]\nname = \"j\"\nevery = \"1h\"\nusers = 1\ncatch_up = \"some\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("jobs") && err.contains("some"), "{err}");
+    let err = load_toml(
+        "[[jobs]]\nname = \"j\"\nevery = \"1h\"\nusers = 1\n[[jobs]]\nname = \"j\"\nevery = \"2h\"\nusers = 1\n",
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("two jobs are named \"j\""), "{err}");
+    let err = invalid("every = \"1h\"\nusers = 1\n[scheduler]\nlease = \"10ms\"\n");
+    assert!(err.contains("scheduler.lease must be at least 1s"), "{err}");
+}
