@@ -364,3 +364,63 @@ async fn end_to_end_through_apicurio_registry() {
         tokio::task::spawn_blocking(move || published(&options, "users_created.apicurio"));
     assert_eq!(on_topic.await.unwrap(), 3000);
 }
+
+/// `run` with `[[jobs]]` on the Kafka path: nothing is fetched until a run is triggered over
+/// HTTP; the triggered run's users then travel log -> relay -> topic -> consumer -> store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triggered_job_run_travels_through_kafka_to_the_store() {
+    let cluster = shared_cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jobs.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nbatch_size = 10\ninterval = \"0s\"\n\n[[jobs]]\nname = \"hourly\"\nevery = \"1h\"\nusers = 100\n",
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", support::free_port());
+    let mut child = userstream(dir.path(), &run_env(cluster, "jobs"))
+        .env("USERSTREAM_HTTP__LISTEN", &http)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let trigger = format!("http://{http}/jobs/hourly/trigger?users=50");
+    support::wait_for("the jobs endpoint", || {
+        let (client, url) = (client.clone(), trigger.clone());
+        async move {
+            client
+                .post(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 202)
+        }
+    })
+    .await;
+    let store = dir.path().join("store.db");
+    support::wait_until("the run's users stored through Kafka", || {
+        support::count(&store, "created_users") == 50
+    })
+    .await;
+    let runs: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("http://{http}/jobs/runs?job=hourly"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+    assert_eq!(runs[0]["users_published"], 50);
+    support::interrupt(&child);
+    let status = exit_status(
+        &mut child,
+        std::time::Duration::from_secs(60),
+        "run to drain",
+    )
+    .await;
+    assert!(status.success());
+    assert_eq!(support::count(&store, "created_users"), 50);
+}

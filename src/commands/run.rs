@@ -28,13 +28,15 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
             config.kafka.serve_registry = false;
         }
         if let Some(jobs) = crate::pipeline::jobs::Jobs::open(&config).await? {
-            if config.kafka.brokers.is_some() {
-                anyhow::bail!(
-                    "[[jobs]] drive the embedded pipeline only for now: on the Kafka path the relay to the topic runs inside `run`'s continuous ingest. Remove [[jobs]] to ingest continuously, or [kafka] brokers to ingest on the jobs' schedules"
-                );
-            }
-            let endpoints = Endpoints::start(&config, extra.merge(jobs.router()), cancel.clone()).await?;
-            let processed = crate::pipeline::jobs::run_scheduled_pipeline(&config, &jobs, cancel).await;
+            let endpoints =
+                Endpoints::start(&config, extra.merge(jobs.router()), cancel.clone()).await?;
+            let processed = if config.kafka.brokers.is_some() {
+                crate::pipeline::kafka::run_kafka_pipeline_with(&config, cancel, false, Some(&jobs))
+                    .await
+                    .map(|summary| summary.process)
+            } else {
+                crate::pipeline::jobs::run_scheduled_pipeline(&config, &jobs, cancel).await
+            };
             endpoints.stop().await?;
             let processed = processed?;
             tracing::info!(

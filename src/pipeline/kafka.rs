@@ -5,7 +5,7 @@ use super::{RunSummary, build_source, lock_ingest, open_log, open_store};
 use crate::avro::USER_SCHEMA;
 use crate::bus::kafka::{KafkaProcessor, Relay};
 use crate::config::Config;
-use crate::ingest::{Ingestor, run_schedule};
+use crate::ingest::{IngestStats, Ingestor, ScheduleSummary, run_schedule};
 use crate::log::AppendSignal;
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
@@ -26,8 +26,22 @@ pub async fn run_kafka_pipeline(
     cancel: CancellationToken,
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
+    run_kafka_pipeline_with(config, cancel, show_progress, None).await
+}
+
+/// As [`run_kafka_pipeline`]; with `jobs`, ingest runs on the jobs' schedules (each run takes the
+/// log's ingest lock for itself) instead of continuously.
+pub async fn run_kafka_pipeline_with(
+    config: &Config,
+    cancel: CancellationToken,
+    show_progress: bool,
+    jobs: Option<&super::jobs::Jobs>,
+) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let _ingest_lock = lock_ingest(config).await?;
+    let _ingest_lock = match jobs {
+        None => Some(lock_ingest(config).await?),
+        Some(_) => None,
+    };
     let options = config.kafka.clone();
     let mut tasks = Supervisor::new();
     if options.serve_registry {
@@ -44,14 +58,33 @@ pub async fn run_kafka_pipeline(
         .await
         .context("registering the users_created value schema")?;
     let signal = AppendSignal::new();
-    let mut ingestor = Ingestor::new(
-        build_source(config).await?,
-        open_log(config).await?,
-        &config.page_settings(),
-        uuid::Uuid::new_v4().to_string(),
-        signal.clone(),
-    )
-    .await?;
+    let (ingest_stats, ingest): (Arc<IngestStats>, Ingest<'_>) = match jobs {
+        None => {
+            let mut ingestor = Ingestor::new(
+                build_source(config).await?,
+                open_log(config).await?,
+                &config.page_settings(),
+                uuid::Uuid::new_v4().to_string(),
+                signal.clone(),
+            )
+            .await?;
+            let (schedule, cancel) = (config.pipeline_schedule(), cancel.clone());
+            (
+                ingestor.stats(),
+                Box::pin(async move { Ok(run_schedule(&mut ingestor, &schedule, &cancel).await?) }),
+            )
+        }
+        Some(jobs) => {
+            let scheduler = jobs.scheduler(config, signal.clone(), cancel.clone());
+            (
+                Arc::default(),
+                Box::pin(async move {
+                    scheduler.run().await?;
+                    Ok(ScheduleSummary::default())
+                }),
+            )
+        }
+    };
     let relay = Relay::new(
         open_log(config).await?,
         open_store(config).await?,
@@ -93,16 +126,15 @@ pub async fn run_kafka_pipeline(
     let _stop_progress = progress_done.clone().drop_guard();
     let progress = show_progress.then(|| {
         crate::telemetry::spawn_progress(
-            ingestor.stats(),
+            ingest_stats,
             Arc::new(stats.clone()),
             config.ingest.max_users,
             progress_done.clone(),
         )
     });
-    let schedule = config.pipeline_schedule();
     // No task may end while ingest runs.
     let ingest = tokio::select! {
-        ingest = run_schedule(&mut ingestor, &schedule, &cancel) => ingest,
+        ingest = ingest => ingest,
         ended = tasks.next() => return Err(match ended {
             Ended::Finished(name) => stopped_early(&name),
             Ended::Failed(err) => err,
@@ -140,6 +172,11 @@ pub async fn run_kafka_pipeline(
         elapsed: started.elapsed(),
     })
 }
+
+/// The ingest side of a run: continuous, or the jobs' scheduler.
+type Ingest<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = anyhow::Result<ScheduleSummary>> + Send + 'a>,
+>;
 
 const REGISTRY_TASK: &str = "the embedded schema registry";
 const RELAY_TASK: &str = "the relay";
