@@ -401,3 +401,26 @@ async fn password_authentication_and_tls_against_a_real_node() {
     let count = tokio::spawn(async move { open_store(&cfg).await.unwrap().count().await.unwrap() });
     assert_eq!(count.await.unwrap(), users);
 }
+
+/// `/readyz` names the store while the connection to Cassandra is cut, and is ready again once
+/// it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_store_while_cassandra_is_cut_off() {
+    let node = shared().await;
+    let proxy = TcpProxy::start(node.address().parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        Some((node, &proxy.addr.to_string())),
+        "ready",
+        100,
+    );
+    let readiness = userstream::pipeline::endpoints::readiness(&cfg)
+        .await
+        .unwrap();
+    assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
+    proxy.set_down(true);
+    assert_eq!(support::not_ready(&readiness).await, ["store"]);
+    proxy.set_down(false);
+    support::wait_until_ready(&readiness, "the connection to Cassandra came back").await;
+}

@@ -82,26 +82,43 @@ pub fn router(store: Arc<RegistryStore>) -> Router {
         .with_state(store)
 }
 
+/// Runs `op` on the store off the async workers: the store is one SQLite connection behind a
+/// mutex, and a write waits for its fsync (`synchronous = FULL`).
+async fn on_store<T: Send + 'static>(
+    store: Arc<RegistryStore>,
+    op: impl FnOnce(&RegistryStore) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(move || op(&store))
+        .await
+        .map_err(|e| RegistryError::Storage(format!("registry store task failed: {e}")))?
+}
+
 async fn schema_by_id(State(store): Shared, Path(id): Path<i64>) -> Reply {
-    reply(json!({ "schema": store.schema_by_id(id)? }))
+    let schema = on_store(store, move |s| s.schema_by_id(id)).await?;
+    reply(json!({ "schema": schema }))
 }
 
 async fn raw_schema_by_id(State(store): Shared, Path(id): Path<i64>) -> Reply {
-    let schema: Value = serde_json::from_str(&store.schema_by_id(id)?).unwrap_or(Value::Null);
-    reply(schema)
+    let schema = on_store(store, move |s| s.schema_by_id(id)).await?;
+    reply(serde_json::from_str(&schema).unwrap_or(Value::Null))
 }
 
 async fn subjects(State(store): Shared, Query(params): Params) -> Reply {
-    reply(json!(store.subjects(flag(&params, "deleted"))?))
+    let deleted = flag(&params, "deleted");
+    reply(json!(on_store(store, move |s| s.subjects(deleted)).await?))
 }
 
 async fn register(State(store): Shared, Path(subject): Path<String>, body: Bytes) -> Reply {
-    let id = store.register(&subject, &schema_body(&body)?)?;
+    let schema = schema_body(&body)?;
+    let id = on_store(store, move |s| s.register(&subject, &schema)).await?;
     reply(json!({ "id": id }))
 }
 
 async fn lookup(State(store): Shared, Path(subject): Path<String>, body: Bytes) -> Reply {
-    reply(json!(store.lookup(&subject, &schema_body(&body)?)?))
+    let schema = schema_body(&body)?;
+    reply(json!(
+        on_store(store, move |s| s.lookup(&subject, &schema)).await?
+    ))
 }
 
 async fn versions(
@@ -109,18 +126,23 @@ async fn versions(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Reply {
-    reply(json!(store.versions(&subject, flag(&params, "deleted"))?))
+    let deleted = flag(&params, "deleted");
+    reply(json!(
+        on_store(store, move |s| s.versions(&subject, deleted)).await?
+    ))
 }
 
 async fn version(State(store): Shared, Path((subject, version)): Path<(String, String)>) -> Reply {
-    reply(json!(store.version(&subject, &version)?))
+    reply(json!(
+        on_store(store, move |s| s.version(&subject, &version)).await?
+    ))
 }
 
 async fn raw_version_schema(
     State(store): Shared,
     Path((subject, version)): Path<(String, String)>,
 ) -> Reply {
-    let found = store.version(&subject, &version)?;
+    let found = on_store(store, move |s| s.version(&subject, &version)).await?;
     reply(serde_json::from_str(&found.schema).unwrap_or(Value::Null))
 }
 
@@ -129,9 +151,9 @@ async fn compatibility(
     Path((subject, version)): Path<(String, String)>,
     body: Bytes,
 ) -> Reply {
-    reply(
-        json!({ "is_compatible": store.is_compatible(&subject, &version, &schema_body(&body)?)? }),
-    )
+    let schema = schema_body(&body)?;
+    let compatible = on_store(store, move |s| s.is_compatible(&subject, &version, &schema)).await?;
+    reply(json!({ "is_compatible": compatible }))
 }
 
 #[derive(Deserialize)]
@@ -146,11 +168,14 @@ fn config_body(body: &Bytes) -> Result<String, RegistryError> {
 }
 
 async fn global_config(State(store): Shared) -> Reply {
-    reply(json!({ "compatibilityLevel": store.level(None)? }))
+    let level = on_store(store, |s| s.level(None)).await?;
+    reply(json!({ "compatibilityLevel": level }))
 }
 
 async fn set_global_config(State(store): Shared, body: Bytes) -> Reply {
-    reply(json!({ "compatibility": store.set_level(None, &config_body(&body)?)? }))
+    let level = config_body(&body)?;
+    let set = on_store(store, move |s| s.set_level(None, &level)).await?;
+    reply(json!({ "compatibility": set }))
 }
 
 async fn subject_config(
@@ -158,11 +183,13 @@ async fn subject_config(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Reply {
-    let level = match store.level(Some(&subject))? {
-        Some(level) => level,
-        None if flag(&params, "defaultToGlobal") => store.level(None)?.unwrap_or_default(),
-        None => return Err(RegistryError::SubjectConfigNotFound(subject)),
-    };
+    let default_to_global = flag(&params, "defaultToGlobal");
+    let level = on_store(store, move |s| match s.level(Some(&subject))? {
+        Some(level) => Ok(level),
+        None if default_to_global => Ok(s.level(None)?.unwrap_or_default()),
+        None => Err(RegistryError::SubjectConfigNotFound(subject)),
+    })
+    .await?;
     reply(json!({ "compatibilityLevel": level }))
 }
 
@@ -171,7 +198,9 @@ async fn set_subject_config(
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Reply {
-    reply(json!({ "compatibility": store.set_level(Some(&subject), &config_body(&body)?)? }))
+    let level = config_body(&body)?;
+    let set = on_store(store, move |s| s.set_level(Some(&subject), &level)).await?;
+    reply(json!({ "compatibility": set }))
 }
 
 async fn delete_subject(
@@ -179,8 +208,9 @@ async fn delete_subject(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Reply {
+    let permanent = flag(&params, "permanent");
     reply(json!(
-        store.delete_subject(&subject, flag(&params, "permanent"))?
+        on_store(store, move |s| s.delete_subject(&subject, permanent)).await?
     ))
 }
 
@@ -189,11 +219,12 @@ async fn delete_version(
     Path((subject, version)): Path<(String, String)>,
     Query(params): Params,
 ) -> Reply {
-    reply(json!(store.delete_version(
-        &subject,
-        &version,
-        flag(&params, "permanent")
-    )?))
+    let permanent = flag(&params, "permanent");
+    reply(json!(
+        on_store(store, move |s| s
+            .delete_version(&subject, &version, permanent))
+        .await?
+    ))
 }
 
 async fn subject_versions_of_schema(
@@ -201,7 +232,8 @@ async fn subject_versions_of_schema(
     Path(id): Path<i64>,
     Query(params): Params,
 ) -> Reply {
-    let pairs = store.subject_versions_of(id, flag(&params, "deleted"))?;
+    let deleted = flag(&params, "deleted");
+    let pairs = on_store(store, move |s| s.subject_versions_of(id, deleted)).await?;
     reply(Value::Array(
         pairs
             .into_iter()

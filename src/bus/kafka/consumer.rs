@@ -92,7 +92,9 @@ impl DrainReport {
 }
 
 pub struct KafkaProcessor {
-    consumer: StreamConsumer<RebalanceWatch>,
+    /// Shared with the blocking threads that run librdkafka's synchronous calls (the offset
+    /// commit, the drain's lag check), so that none of them holds up an async worker.
+    consumer: Arc<StreamConsumer<RebalanceWatch>>,
     dlq: FutureProducer,
     registry: RegistryClient,
     sink: AnyStore,
@@ -126,7 +128,7 @@ impl KafkaProcessor {
         let commit_attempts = crate::config::ProcessConfig::default().commit_attempts;
         let core = ProcessingCore::new(Component::Consumer, commit_attempts);
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             dlq,
             registry: RegistryClient::new(&options.registry_url),
             sink,
@@ -181,7 +183,7 @@ impl KafkaProcessor {
                     }
                 },
                 () = tokio::time::sleep(Duration::from_millis(200)), if drain.is_cancelled() => {
-                    match self.lagging() {
+                    match self.lagging().await {
                         Ok(lagging) if lagging.is_empty() => return Ok(()),
                         Ok(lagging) => {
                             outage.ended();
@@ -236,36 +238,11 @@ impl KafkaProcessor {
 
     /// The partitions whose committed group offset has not reached their end; empty once the
     /// group has committed everything.
-    fn lagging(&self) -> Result<Vec<PartitionLag>, KafkaPathError> {
-        let timeout = Duration::from_secs(10);
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.options.topic), timeout)?;
-        let mut wanted = TopicPartitionList::new();
-        for topic in metadata.topics() {
-            for partition in topic.partitions() {
-                wanted.add_partition(topic.name(), partition.id());
-            }
-        }
-        let offsets = self.consumer.committed_offsets(wanted, timeout)?;
-        let mut lagging = Vec::new();
-        for element in offsets.elements() {
-            let (_, end) =
-                self.consumer
-                    .fetch_watermarks(element.topic(), element.partition(), timeout)?;
-            let committed = match element.offset() {
-                Offset::Offset(at) => Some(at),
-                _ => None,
-            };
-            if committed.unwrap_or(0) < end {
-                lagging.push(PartitionLag {
-                    partition: element.partition(),
-                    committed,
-                    end,
-                });
-            }
-        }
-        Ok(lagging)
+    async fn lagging(&self) -> Result<Vec<PartitionLag>, KafkaPathError> {
+        let (consumer, topic) = (Arc::clone(&self.consumer), self.options.topic.clone());
+        tokio::task::spawn_blocking(move || lagging(&consumer, &topic))
+            .await
+            .map_err(|_| KafkaError::Canceled)?
     }
 
     async fn process(
@@ -359,7 +336,13 @@ impl KafkaProcessor {
         }
         let mut attempt = 1;
         loop {
-            match self.consumer.commit(&offsets, CommitMode::Sync) {
+            let committed = {
+                let (consumer, offsets) = (Arc::clone(&self.consumer), offsets.clone());
+                tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+                    .await
+                    .unwrap_or(Err(KafkaError::Canceled))
+            };
+            match committed {
                 Ok(()) => break,
                 // The group moved on while we stored: the partitions' new owners resume from the
                 // last committed offsets and rewrite these rows, which upserts make harmless.
@@ -408,6 +391,39 @@ impl KafkaProcessor {
             .committed_written_at(&topic, &newest_written);
         Ok(())
     }
+}
+
+/// [`KafkaProcessor::lagging`]'s blocking part: three round trips through librdkafka's
+/// synchronous calls.
+fn lagging(
+    consumer: &StreamConsumer<RebalanceWatch>,
+    topic: &str,
+) -> Result<Vec<PartitionLag>, KafkaPathError> {
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut wanted = TopicPartitionList::new();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            wanted.add_partition(topic.name(), partition.id());
+        }
+    }
+    let offsets = consumer.committed_offsets(wanted, timeout)?;
+    let mut lagging = Vec::new();
+    for element in offsets.elements() {
+        let (_, end) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let committed = match element.offset() {
+            Offset::Offset(at) => Some(at),
+            _ => None,
+        };
+        if committed.unwrap_or(0) < end {
+            lagging.push(PartitionLag {
+                partition: element.partition(),
+                committed,
+                end,
+            });
+        }
+    }
+    Ok(lagging)
 }
 
 /// How long the consumer rides out errors that librdkafka recovers from by itself before it
