@@ -137,7 +137,18 @@ impl RawLog for SqliteLog {
     }
 
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
-        self.with(move |conn| read_after(conn, after, limit)).await
+        self.with(move |conn| read_after(conn, after, limit, Vec::new()))
+            .await
+    }
+
+    async fn read_after_into(
+        &self,
+        after: u64,
+        limit: usize,
+        buffer: Vec<LogRecord>,
+    ) -> Result<Vec<LogRecord>, LogError> {
+        self.with(move |conn| read_after(conn, after, limit, buffer))
+            .await
     }
 
     async fn last_seq(&self) -> Result<u64, LogError> {
@@ -254,22 +265,48 @@ fn append(
 }
 
 /// Up to `limit` records after `after`, in order.
-fn read_after(conn: &mut Connection, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
+/// Reads into `buffer`, overwriting its records in place (their strings keep their capacity)
+/// and adding or dropping records to fit.
+fn read_after(
+    conn: &mut Connection,
+    after: u64,
+    limit: usize,
+    mut buffer: Vec<LogRecord>,
+) -> Result<Vec<LogRecord>, LogError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, fetched_at, record FROM raw_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
         .map_err(sql("prepare read"))?;
-    let rows = stmt
-        .query_map(params![after as i64, limit as i64], |r| {
-            Ok(LogRecord {
-                seq: r.get::<_, i64>(0)? as u64,
-                fetched_at_micros: r.get(1)?,
-                record: r.get(2)?,
-            })
-        })
+    let mut rows = stmt
+        .query(params![after as i64, limit as i64])
         .map_err(sql("read records"))?;
-    rows.collect::<Result<_, _>>().map_err(sql("read records"))
+    let mut count = 0;
+    while let Some(row) = rows.next().map_err(sql("read records"))? {
+        let seq = row.get::<_, i64>(0).map_err(sql("read records"))? as u64;
+        let fetched_at_micros = row.get(1).map_err(sql("read records"))?;
+        let text = row.get_ref(2).map_err(sql("read records"))?;
+        let text = text.as_str().map_err(|e| LogError::Sqlite {
+            op: "read records",
+            source: rusqlite::Error::FromSqlConversionFailure(2, text.data_type(), Box::new(e)),
+        })?;
+        match buffer.get_mut(count) {
+            Some(record) => {
+                record.seq = seq;
+                record.fetched_at_micros = fetched_at_micros;
+                record.record.clear();
+                record.record.push_str(text);
+            }
+            None => buffer.push(LogRecord {
+                seq,
+                fetched_at_micros,
+                record: text.to_owned(),
+            }),
+        }
+        count += 1;
+    }
+    buffer.truncate(count);
+    Ok(buffer)
 }
 
 /// Charges the budget if it fits, atomically across processes (see [`RawLog::spend_budget`]).
@@ -340,6 +377,31 @@ mod tests {
         assert_eq!(read, ["b", "c"]);
         assert_eq!(log.read_after(1, 1).await.unwrap().len(), 1);
         assert_eq!(log.last_seq().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_reused_buffer_holds_exactly_the_new_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db")).unwrap();
+        log.append(batch(&["a long first record", "b", "c"], None))
+            .await
+            .unwrap();
+        let texts = |records: &[LogRecord]| -> Vec<(u64, String)> {
+            records.iter().map(|r| (r.seq, r.record.clone())).collect()
+        };
+        let first = log.read_after_into(0, 2, Vec::new()).await.unwrap();
+        assert_eq!(
+            texts(&first),
+            [(1, "a long first record".into()), (2, "b".into())]
+        );
+        // Fewer records than the buffer holds: the rest are dropped, none is stale.
+        let second = log.read_after_into(2, 10, first).await.unwrap();
+        assert_eq!(texts(&second), [(3, "c".into())]);
+        // More than it holds: it grows.
+        let third = log.read_after_into(0, 10, second).await.unwrap();
+        assert_eq!(texts(&third).len(), 3);
+        assert_eq!(third[2].record, "c");
+        assert!(log.read_after_into(3, 10, third).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -97,13 +97,15 @@ impl Processor {
         let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
         let mut rows: Vec<UserRow> = Vec::with_capacity(self.config.batch_size);
         let mut dead = Vec::new();
+        // Handed back to the log at each read, to be refilled where it was allocated.
+        let mut batch = Vec::new();
         loop {
             // Read `closed` before the log: an append is committed before `close`, so if we saw
             // the signal closed, this read sees every record there will ever be.
             let closing = signal.is_closed();
-            let batch = self
+            batch = self
                 .log
-                .read_after(position, self.config.batch_size)
+                .read_after_into(position, self.config.batch_size, std::mem::take(&mut batch))
                 .await?;
             let Some(end) = batch.last().map(|r| r.seq) else {
                 if closing {

@@ -48,6 +48,8 @@ pub struct Relay {
     checkpoint: String,
     /// The log position acknowledged last, for waiting on appends past it.
     position: u64,
+    /// The last batch, handed back to the log to be refilled (see `RawLog::read_after_into`).
+    buffer: Vec<crate::log::LogRecord>,
 }
 
 impl Relay {
@@ -66,6 +68,7 @@ impl Relay {
             options: options.clone(),
             schema_id,
             position: 0,
+            buffer: Vec::new(),
         })
     }
 
@@ -78,9 +81,14 @@ impl Relay {
     /// caught up).
     pub async fn relay_batch(&mut self) -> Result<usize, KafkaPathError> {
         let after = self.log.checkpoint(&self.checkpoint).await?;
-        let batch = self.log.read_after(after, self.options.batch_size).await?;
+        let buffer = std::mem::take(&mut self.buffer);
+        let batch = self
+            .log
+            .read_after_into(after, self.options.batch_size, buffer)
+            .await?;
         let Some(last) = batch.last().map(|r| r.seq) else {
             self.position = after;
+            self.buffer = batch;
             return Ok(0);
         };
         RecordsReceived {
@@ -180,7 +188,9 @@ impl Relay {
         }
         .emit();
         tracing::debug!(from = after + 1, to = last, "relayed to Kafka");
-        Ok(batch.len())
+        let relayed = batch.len();
+        self.buffer = batch;
+        Ok(relayed)
     }
 }
 
