@@ -16,6 +16,7 @@ use crate::source::{FetchError, FetchRequest, Source};
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, RecordsReceived};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -164,40 +165,8 @@ impl<S: Source> Ingestor<S> {
     /// Fetches the next page (`None`: the API answered with no users, and the same page is asked
     /// for again next time). Cancel-safe: dropping it leaves the cursor where it was.
     pub async fn fetch_page(&mut self) -> Result<Option<FetchedPage>, IngestError> {
-        let request = FetchRequest {
-            results: self.cursor.page_size,
-            seed: &self.cursor.seed,
-            page: self.cursor.next_page,
-            nat: &self.nat,
-        };
-        let page = match self.source.fetch(&request).await {
-            Ok(page) => page,
-            Err(error) => {
-                self.stats.failed_pages.fetch_add(1, Relaxed);
-                return Err(IngestError::Fetch {
-                    page: self.cursor.next_page,
-                    seed: self.cursor.seed.clone(),
-                    error,
-                });
-            }
-        };
-        let fetched_at_micros = chrono::Utc::now().timestamp_micros();
-        self.stats
-            .fetched
-            .fetch_add(page.records.len() as u64, Relaxed);
-        if page.records.is_empty() {
-            // An incident answer: keep the cursor so the same page is asked for again.
-            self.stats.empty_pages.fetch_add(1, Relaxed);
-            tracing::warn!(
-                page = self.cursor.next_page,
-                "API returned no users; will ask again"
-            );
-            return Ok(None);
-        }
-        Ok(Some(FetchedPage {
-            page,
-            fetched_at_micros,
-        }))
+        let page = self.cursor.next_page;
+        fetch(&mut self.source, &self.cursor, page, &self.nat, &self.stats).await
     }
 
     /// Strips credentials and appends a fetched page with the cursor after it, in one
@@ -206,50 +175,161 @@ impl<S: Source> Ingestor<S> {
     /// cursor in memory and wakes readers, so a caller that stopped waiting would fetch the
     /// page again (the schedule never cancels it; see [`run_schedule`]).
     pub async fn append_page(&mut self, fetched: FetchedPage) -> Result<u64, IngestError> {
-        let next = IngestCursor {
-            next_page: self.cursor.next_page + 1,
-            ..self.cursor.clone()
+        let appended = append(
+            &self.log,
+            &self.run_id,
+            &self.source_key,
+            &self.cursor,
+            fetched,
+        )
+        .await?;
+        Ok(self.appended(appended))
+    }
+
+    /// [`append_page`](Self::append_page), while the page after it is fetched: the log writes
+    /// (on its own thread or connection) as the next page is fetched and parsed, rather than
+    /// one after the other, which is what a full-speed ingest waited on. The append always runs
+    /// to its end; the fetch stops when `cancel` fires (then `None`). A page fetched while the
+    /// append failed is dropped, and fetched again from the unmoved cursor.
+    pub async fn append_page_fetching_next(
+        &mut self,
+        fetched: FetchedPage,
+        cancel: &CancellationToken,
+    ) -> (
+        Result<u64, IngestError>,
+        Option<Result<Option<FetchedPage>, IngestError>>,
+    ) {
+        let next_page = self.cursor.next_page + 1;
+        let appending = append(
+            &self.log,
+            &self.run_id,
+            &self.source_key,
+            &self.cursor,
+            fetched,
+        );
+        let fetching = async {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => None,
+                next = fetch(&mut self.source, &self.cursor, next_page, &self.nat, &self.stats) => Some(next),
+            }
         };
-        let count = fetched.page.records.len() as u64;
-        let page_number = self.cursor.next_page;
-        let records = fetched
-            .page
-            .records
-            .iter()
-            .map(|r| match redact_credentials(r) {
-                Redacted::Clean(record) => record,
-                Redacted::Withheld { record, reason } => {
-                    // The reason names keys, never values; the record goes on to be
-                    // dead-lettered with it.
-                    tracing::warn!(page = page_number, %reason, "withheld a record");
-                    record
-                }
-            })
-            .collect();
-        let last = self
-            .log
-            .append(AppendBatch {
-                run_id: &self.run_id,
-                source: &self.source_key,
-                fetched_at_micros: fetched.fetched_at_micros,
-                records,
-                cursor: Some((&self.source_key, next.clone())),
-            })
-            .await?;
-        self.cursor = next;
+        let (appended, next) = tokio::join!(appending, fetching);
+        match appended {
+            Ok(appended) => (Ok(self.appended(appended)), next),
+            Err(err) => (Err(err), None),
+        }
+    }
+
+    /// Moves the cursor past an appended page, counts it and wakes the log's readers; returns
+    /// the number of records appended.
+    fn appended(&mut self, appended: Appended) -> u64 {
+        self.cursor = appended.cursor;
         self.stats.pages.fetch_add(1, Relaxed);
-        self.stats.records.fetch_add(count, Relaxed);
+        self.stats.records.fetch_add(appended.count, Relaxed);
         RecordsReceived {
             component: Component::Ingest,
-            count: count as usize,
+            count: appended.count as usize,
         }
         .emit();
-        if let Some(seq) = last {
+        if let Some(seq) = appended.last_seq {
             LogEnd { last_seq: seq }.emit();
             self.signal.appended(seq);
         }
-        Ok(count)
+        appended.count
     }
+}
+
+/// Fetches page `page` of `cursor`'s seed.
+async fn fetch<S: Source>(
+    source: &mut S,
+    cursor: &IngestCursor,
+    page: u64,
+    nat: &[String],
+    stats: &IngestStats,
+) -> Result<Option<FetchedPage>, IngestError> {
+    let request = FetchRequest {
+        results: cursor.page_size,
+        seed: &cursor.seed,
+        page,
+        nat,
+    };
+    let fetched = match source.fetch(&request).await {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            stats.failed_pages.fetch_add(1, Relaxed);
+            return Err(IngestError::Fetch {
+                page,
+                seed: cursor.seed.clone(),
+                error,
+            });
+        }
+    };
+    let fetched_at_micros = chrono::Utc::now().timestamp_micros();
+    stats
+        .fetched
+        .fetch_add(fetched.records.len() as u64, Relaxed);
+    if fetched.records.is_empty() {
+        // An incident answer: keep the cursor so the same page is asked for again.
+        stats.empty_pages.fetch_add(1, Relaxed);
+        tracing::warn!(page, "API returned no users; will ask again");
+        return Ok(None);
+    }
+    Ok(Some(FetchedPage {
+        page: fetched,
+        fetched_at_micros,
+    }))
+}
+
+/// A page written to the log, with the cursor after it.
+struct Appended {
+    count: u64,
+    last_seq: Option<u64>,
+    cursor: IngestCursor,
+}
+
+/// Strips credentials and appends `fetched`, the page at `cursor`, with the cursor after it.
+async fn append(
+    log: &Log,
+    run_id: &str,
+    source_key: &str,
+    cursor: &IngestCursor,
+    fetched: FetchedPage,
+) -> Result<Appended, IngestError> {
+    let next = IngestCursor {
+        next_page: cursor.next_page + 1,
+        ..cursor.clone()
+    };
+    let count = fetched.page.records.len() as u64;
+    let page_number = cursor.next_page;
+    let records = fetched
+        .page
+        .records
+        .iter()
+        .map(|r| match redact_credentials(r) {
+            Redacted::Clean(record) => record,
+            Redacted::Withheld { record, reason } => {
+                // The reason names keys, never values; the record goes on to be
+                // dead-lettered with it.
+                tracing::warn!(page = page_number, %reason, "withheld a record");
+                record
+            }
+        })
+        .collect();
+    let last_seq = log
+        .append(AppendBatch {
+            run_id,
+            source: source_key,
+            fetched_at_micros: fetched.fetched_at_micros,
+            records,
+            cursor: Some((source_key, next.clone())),
+        })
+        .await?;
+    Ok(Appended {
+        count,
+        last_seq,
+        cursor: next,
+    })
 }
 
 /// A page fetched and not yet appended, with when it was received.

@@ -1,7 +1,7 @@
 //! The ingest schedule: a page every `interval` (or back to back), until cancelled, until the
 //! first `max_users` users of the seed are in the log, or after `max_pages` pages of this run.
 
-use super::{IngestError, Ingestor};
+use super::{FetchedPage, IngestError, Ingestor};
 use crate::source::Source;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -44,9 +44,13 @@ pub async fn run_schedule<S: Source>(
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
     });
+    // A page fetched while the one before it was appended (or why it could not be), taken as
+    // the next fetch's result.
+    let mut prefetched: Option<Result<Option<FetchedPage>, IngestError>> = None;
     loop {
         let cursor = ingestor.cursor();
-        let covered = (cursor.next_page - 1).saturating_mul(u64::from(cursor.page_size));
+        let page_size = u64::from(cursor.page_size);
+        let covered = (cursor.next_page - 1).saturating_mul(page_size);
         if schedule.max_users.is_some_and(|max| covered >= max)
             || schedule.max_pages.is_some_and(|max| summary.pages >= max)
         {
@@ -61,12 +65,32 @@ pub async fn run_schedule<S: Source>(
         }
         // Only the fetch is cancelled: a page once fetched is appended whole, so that the log,
         // the cursor and the readers' wake-up never disagree.
-        let fetched = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            fetched = ingestor.fetch_page() => fetched,
+        let fetched = match prefetched.take() {
+            Some(fetched) => fetched,
+            None => tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                fetched = ingestor.fetch_page() => fetched,
+            },
         };
         let result = match fetched {
+            // Back to back, the next page is fetched while this one is appended, unless this one
+            // is the last the schedule wants.
+            Ok(Some(page)) if ticker.is_none() => {
+                let last = schedule
+                    .max_users
+                    .is_some_and(|max| covered + page_size >= max)
+                    || schedule
+                        .max_pages
+                        .is_some_and(|max| summary.pages + 1 >= max);
+                if last {
+                    ingestor.append_page(page).await
+                } else {
+                    let (appended, next) = ingestor.append_page_fetching_next(page, cancel).await;
+                    prefetched = next;
+                    appended
+                }
+            }
             Ok(Some(page)) => ingestor.append_page(page).await,
             Ok(None) => Ok(0),
             Err(err) => Err(err),
@@ -90,4 +114,124 @@ pub async fn run_schedule<S: Source>(
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::PageSettings;
+    use crate::log::{AppendSignal, RawLog, SqliteLog};
+    use crate::source::{FetchError, FetchRequest, GeneratorSource, Page, Source};
+    use std::sync::{Arc, Mutex};
+
+    /// The generator, recording the pages asked for, and failing the ones in `failing`.
+    struct Recorded {
+        inner: GeneratorSource,
+        asked: Arc<Mutex<Vec<u64>>>,
+        failing: Vec<u64>,
+    }
+
+    impl Source for Recorded {
+        fn key(&self) -> String {
+            "recorded".into()
+        }
+
+        async fn fetch(&mut self, request: &FetchRequest<'_>) -> Result<Page, FetchError> {
+            self.asked.lock().unwrap().push(request.page);
+            if self.failing.contains(&request.page) {
+                return Err(FetchError::Server { status: 503 });
+            }
+            self.inner.fetch(request).await
+        }
+    }
+
+    async fn ingestor(
+        dir: &std::path::Path,
+        failing: Vec<u64>,
+    ) -> (Ingestor<Recorded>, Arc<Mutex<Vec<u64>>>, crate::log::Log) {
+        let log: crate::log::Log = Arc::new(SqliteLog::open(&dir.join("log.db")).unwrap());
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let source = Recorded {
+            inner: GeneratorSource::new(),
+            asked: Arc::clone(&asked),
+            failing,
+        };
+        let settings = PageSettings {
+            batch_size: 10,
+            seed: Some("overlap".into()),
+            nat: Vec::new(),
+        };
+        let ingestor = Ingestor::new(
+            source,
+            Arc::clone(&log),
+            &settings,
+            "run".into(),
+            AppendSignal::new(),
+        )
+        .await
+        .unwrap();
+        (ingestor, asked, log)
+    }
+
+    fn back_to_back(max_users: Option<u64>, stop_on_error: bool) -> Schedule {
+        Schedule {
+            interval: Duration::ZERO,
+            max_users,
+            max_pages: None,
+            stop_on_error,
+        }
+    }
+
+    #[tokio::test]
+    async fn back_to_back_pages_overlap_but_nothing_past_the_last_is_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ingestor, asked, log) = ingestor(dir.path(), vec![]).await;
+        let summary = run_schedule(
+            &mut ingestor,
+            &back_to_back(Some(30), true),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((summary.users, summary.pages), (30, 3));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [1, 2, 3],
+            "each page once, none beyond the third"
+        );
+        assert_eq!(log.last_seq().await.unwrap(), 30);
+        assert_eq!(ingestor.cursor().next_page, 4);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_fails_while_the_one_before_is_appended_is_reported_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ingestor, asked, log) = ingestor(dir.path(), vec![2]).await;
+        let err = run_schedule(
+            &mut ingestor,
+            &back_to_back(Some(50), true),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, IngestError::Fetch { page: 2, .. }), "{err}");
+        // Page 1 is in the log with the cursor after it; page 2 is asked for again next time.
+        assert_eq!(log.last_seq().await.unwrap(), 10);
+        assert_eq!(ingestor.cursor().next_page, 2);
+        assert_eq!(*asked.lock().unwrap(), [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_appends_what_it_fetched_and_fetches_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ingestor, asked, log) = ingestor(dir.path(), vec![]).await;
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let summary = run_schedule(&mut ingestor, &back_to_back(None, true), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(summary.pages, 0);
+        assert!(asked.lock().unwrap().is_empty());
+        assert_eq!(log.last_seq().await.unwrap(), 0);
+    }
 }
