@@ -120,7 +120,7 @@ pub async fn run_schedule<S: Source>(
 mod tests {
     use super::*;
     use crate::ingest::PageSettings;
-    use crate::log::{AppendSignal, RawLog, SqliteLog};
+    use crate::log::{AppendSignal, SqliteLog};
     use crate::source::{FetchError, FetchRequest, GeneratorSource, Page, Source};
     use std::sync::{Arc, Mutex};
 
