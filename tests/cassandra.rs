@@ -239,7 +239,7 @@ async fn a_cut_connection_makes_the_pipeline_wait_and_lose_nothing() {
 
 /// The Cassandra node itself SIGKILLed in the middle of a run and started again on its data
 /// directory (replaying its commit log): the pipeline waits and retries through the restart and
-/// ends with every user stored exactly once. The node syncs its commit log before acknowledging
+/// ends with every user stored exactly once, and `/readyz` names the store meanwhile. The node syncs its commit log before acknowledging
 /// ([`Variant::KillSafe`]): exactly-once can only be as durable as the store's acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_killed_and_restarted_mid_run_the_pipeline_retries_and_ends_exact() {
@@ -258,11 +258,18 @@ async fn cassandra_killed_and_restarted_mid_run_the_pipeline_retries_and_ends_ex
     // The default (about 75 s of retries) outlasts a restart on an idle machine; on a loaded
     // 2-core CI runner a commit-log replay can take longer, and the harness allows 180 s.
     cfg.process.commit_attempts = 20;
+    // `/readyz` on its own session: ready, then naming the store while the node is down.
+    let readiness = userstream::pipeline::endpoints::readiness(&cfg)
+        .await
+        .unwrap();
+    assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
     let restart = node.clone();
     let summary = run_through_store_outage(cfg, 4_000, 2_000, || node.kill(), async move {
+        assert_eq!(support::not_ready(&readiness).await, ["store"]);
         tokio::task::spawn_blocking(move || restart.restart())
             .await
-            .unwrap()
+            .unwrap();
+        support::wait_until_ready(&readiness, "the Cassandra node restarted").await;
     })
     .await;
     assert_eq!(summary.process.records, users);
@@ -400,27 +407,4 @@ async fn password_authentication_and_tls_against_a_real_node() {
     assert_eq!(summary.process.rows, users);
     let count = tokio::spawn(async move { open_store(&cfg).await.unwrap().count().await.unwrap() });
     assert_eq!(count.await.unwrap(), users);
-}
-
-/// `/readyz` names the store while the connection to Cassandra is cut, and is ready again once
-/// it is back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_names_the_store_while_cassandra_is_cut_off() {
-    let node = shared().await;
-    let proxy = TcpProxy::start(node.address().parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        Some((node, &proxy.addr.to_string())),
-        "ready",
-        100,
-    );
-    let readiness = userstream::pipeline::endpoints::readiness(&cfg)
-        .await
-        .unwrap();
-    assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
-    proxy.set_down(true);
-    assert_eq!(support::not_ready(&readiness).await, ["store"]);
-    proxy.set_down(false);
-    support::wait_until_ready(&readiness, "the connection to Cassandra came back").await;
 }

@@ -8,7 +8,7 @@
 
 use super::core::{CommitFailed, ProcessStats, ProcessingCore};
 use super::transform::transform;
-use crate::log::{AppendSignal, Log, LogError};
+use crate::log::{AppendSignal, Log, LogError, LogRecord};
 use crate::model::UserRow;
 use crate::model::row::fetch_timestamp;
 use crate::sink::{AnyStore, Commit, DeadLetter, SinkError};
@@ -95,57 +95,59 @@ impl Processor {
         }
         .emit();
         let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
-        let mut rows: Vec<UserRow> = Vec::with_capacity(self.config.batch_size);
-        let mut dead = Vec::new();
+        let limit = self.config.batch_size;
+        // The next batch, read and transformed while the one before it was committed.
+        let mut upcoming: Option<Prepared> = None;
         // Handed back to the log at each read, to be refilled where it was allocated.
-        let mut batch = Vec::new();
+        let mut spare = Vec::new();
         loop {
-            // Read `closed` before the log: an append is committed before `close`, so if we saw
-            // the signal closed, this read sees every record there will ever be.
-            let closing = signal.is_closed();
-            batch = self
-                .log
-                .read_after_into(position, self.config.batch_size, std::mem::take(&mut batch))
-                .await?;
-            let Some(end) = batch.last().map(|r| r.seq) else {
-                if closing {
+            let prepared = match upcoming.take() {
+                Some(prepared) => prepared,
+                None => {
+                    prepare(
+                        &self.log,
+                        position,
+                        limit,
+                        std::mem::take(&mut spare),
+                        signal,
+                    )
+                    .await?
+                }
+            };
+            let Some(end) = prepared.batch.last().map(|r| r.seq) else {
+                spare = prepared.batch;
+                if prepared.closing {
                     break;
                 }
                 signal.wait_past(position, self.config.poll_interval).await;
                 continue;
             };
+            let Prepared {
+                batch,
+                rows,
+                dead,
+                first_dead_type,
+                ..
+            } = prepared;
             self.core.received(batch.len());
-            rows.clear();
-            dead.clear();
-            let mut first_dead_type = None;
-            for record in &batch {
-                match transform(&record.record, fetch_timestamp(record.fetched_at_micros)) {
-                    Ok(row) => rows.push(row),
-                    Err(invalid) => {
-                        first_dead_type.get_or_insert(invalid.kind());
-                        dead.push(DeadLetter {
-                            log_seq: record.seq,
-                            reason: invalid.to_string(),
-                            record: record.record.clone(),
-                        });
-                    }
-                }
-            }
             // Shared with the store while it writes, and freed here, where it was built.
-            let batch_rows: Arc<[UserRow]> = std::mem::take(&mut rows).into();
+            let batch_rows: Arc<[UserRow]> = rows.into();
             let commit = Commit {
                 rows: Arc::clone(&batch_rows),
                 dead_letters: &dead,
                 log_id: &log_id,
                 position: Some(end),
             };
-            self.core
-                .commit(&*self.sink, commit)
-                .await
-                .map_err(|failed| ProcessError::Commit {
-                    position: end,
-                    failed,
-                })?;
+            // The store writes this batch while the next is read and transformed: the two
+            // share no state, and the read-ahead is only kept if this commit succeeds.
+            let (committed, next) = tokio::join!(
+                self.core.commit(&*self.sink, commit),
+                prepare(&self.log, end, limit, std::mem::take(&mut spare), signal),
+            );
+            committed.map_err(|failed| ProcessError::Commit {
+                position: end,
+                failed,
+            })?;
             self.core.done(
                 batch.len(),
                 batch_rows.len(),
@@ -164,6 +166,8 @@ impl Processor {
             records += batch.len() as u64;
             rows_total += batch_rows.len() as u64;
             dead_total += dead.len() as u64;
+            spare = batch;
+            upcoming = Some(next?);
         }
         Ok(ProcessSummary {
             records,
@@ -173,4 +177,50 @@ impl Processor {
             latency_micros: stats.latency_micros(),
         })
     }
+}
+
+/// A batch read from the log and transformed, ready to commit.
+struct Prepared {
+    batch: Vec<LogRecord>,
+    /// Whether the signal was closed before the read: then the batch holds every record there
+    /// will ever be (an append is committed before `close`).
+    closing: bool,
+    rows: Vec<UserRow>,
+    dead: Vec<DeadLetter>,
+    first_dead_type: Option<&'static str>,
+}
+
+/// Reads up to `limit` records after `position` into `buffer`, and transforms them.
+async fn prepare(
+    log: &Log,
+    position: u64,
+    limit: usize,
+    buffer: Vec<LogRecord>,
+    signal: &AppendSignal,
+) -> Result<Prepared, ProcessError> {
+    let closing = signal.is_closed();
+    let batch = log.read_after_into(position, limit, buffer).await?;
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut dead = Vec::new();
+    let mut first_dead_type = None;
+    for record in &batch {
+        match transform(&record.record, fetch_timestamp(record.fetched_at_micros)) {
+            Ok(row) => rows.push(row),
+            Err(invalid) => {
+                first_dead_type.get_or_insert(invalid.kind());
+                dead.push(DeadLetter {
+                    log_seq: record.seq,
+                    reason: invalid.to_string(),
+                    record: record.record.clone(),
+                });
+            }
+        }
+    }
+    Ok(Prepared {
+        batch,
+        closing,
+        rows,
+        dead,
+        first_dead_type,
+    })
 }

@@ -145,12 +145,25 @@ pub fn count(db: &Path, table: &str) -> u64 {
 
 /// Every byte of every file (database, WAL) in `dir`, as text (invalid UTF-8 replaced), for
 /// "this secret is nowhere" checks; `str::contains` is a fast substring search.
+///
+/// A SQLite connection closes on its own thread after its owner is dropped, and the last one
+/// to close folds the WAL into the database and deletes it: a file that vanishes mid-read means
+/// the files changed under us, so the whole directory is read again.
 pub fn all_bytes(dir: &Path) -> String {
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    'again: loop {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            match std::fs::read(entry.unwrap().path()) {
+                Ok(file) => bytes.extend(file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue 'again;
+                }
+                Err(e) => panic!("reading {}: {e}", dir.display()),
+            }
+        }
+        return String::from_utf8_lossy(&bytes).into_owned();
     }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The dependencies `readiness` finds not ready, by name.
