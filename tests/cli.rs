@@ -43,6 +43,7 @@ fn every_command_has_help_with_an_example() {
         "query",
         "dlq",
         "bench",
+        "jobs",
         "serve-api",
     ] {
         let out = userstream(dir.path(), &[command, "--help"]);
