@@ -413,6 +413,7 @@ async fn the_run_history_keeps_its_guarantees_on_postgres() {
     only_one_process_claims_and_a_busy_job_skips_new_slots(&a, &b, "claim").await;
     a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(&a, &b, "lease").await;
     a_record_round_trips_every_field(&a, "fields").await;
+    a_queued_run_can_be_cancelled_and_a_started_one_cannot(&a, "cancel").await;
 }
 
 /// `jobs runs` as JSON, through the binary.

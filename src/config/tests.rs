@@ -222,3 +222,21 @@ fn jobs_are_read_and_each_mistake_is_named() {
     let err = invalid("every = \"1h\"\nusers = 1\n[scheduler]\nlease = \"10ms\"\n");
     assert!(err.contains("scheduler.lease must be at least 1s"), "{err}");
 }
+
+#[test]
+fn a_job_that_would_always_time_out_or_ignore_its_zone_is_refused() {
+    let invalid = |job: &str| {
+        load_toml(&format!("[[jobs]]\nname = \"j\"\n{job}"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string()
+    };
+    let err = invalid("every = \"1h\"\nduration = \"2h\"\ntimeout = \"1h\"\n");
+    assert!(
+        err.contains("jobs.j.duration = 2h is not shorter than its timeout (1h)"),
+        "{err}"
+    );
+    let err = invalid("every = \"1d\"\ntimezone = \"Europe/Berlin\"\nusers = 1\n");
+    assert!(err.contains("timezone applies to cron only"), "{err}");
+}

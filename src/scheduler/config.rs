@@ -25,7 +25,8 @@ pub struct JobConfig {
     /// `users` and `duration` is set.
     #[serde(default)]
     pub users: Option<u64>,
-    /// How long a run fetches for, at the `[ingest]` pace; ending on time is success.
+    /// How long a run fetches for, at the `[ingest]` pace; ending on time is success. A retry,
+    /// or a run resumed after its process died, fetches for the whole duration again.
     #[serde(default, with = "humantime_serde")]
     pub duration: Option<Duration>,
     /// Attempts after the first when a run fails.
@@ -34,8 +35,10 @@ pub struct JobConfig {
     /// Wait before the first retry; doubled for each one after.
     #[serde(default = "default_retry_backoff", with = "humantime_serde")]
     pub retry_backoff: Duration,
-    /// A run still going after this long is stopped (its in-flight page is kept) and recorded as
-    /// timed out.
+    /// An attempt still going after this long is stopped (its in-flight page is kept) and the
+    /// run recorded as timed out, without a retry (a run that outgrows its slot again would
+    /// only crowd out the next slots). Each attempt, and a run resumed after its process died,
+    /// gets the full timeout.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// What happens to a slot that comes due while the job's previous run is still going.
@@ -61,12 +64,12 @@ pub enum OverlapPolicy {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CatchUpPolicy {
-    /// Only the newest missed slot runs; the others are recorded as skipped.
+    /// Only the newest missed slot runs; the others are passed over (logged, not recorded).
     #[default]
     Latest,
     /// Every missed slot runs, oldest first (at most [`super::timing::MAX_SLOTS`]).
     All,
-    /// No missed slot runs; each is recorded as skipped.
+    /// No missed slot runs: the newest is recorded as skipped, saying how many were passed over.
     None,
 }
 
@@ -162,9 +165,22 @@ impl JobConfig {
             );
         }
         self.timing()?;
-        self.size()?;
+        if self.every.is_some() && self.timezone != "UTC" {
+            anyhow::bail!(
+                "jobs.{name}: timezone applies to cron only; an interval falls on multiples of itself since the epoch (UTC)"
+            );
+        }
         if self.timeout.is_zero() {
             anyhow::bail!("jobs.{name}.timeout must be more than 0s");
+        }
+        if let RunSize::Duration(duration) = self.size()?
+            && duration >= self.timeout
+        {
+            anyhow::bail!(
+                "jobs.{name}.duration = {} is not shorter than its timeout ({}): every run would time out",
+                humantime::format_duration(duration),
+                humantime::format_duration(self.timeout)
+            );
         }
         Ok(())
     }

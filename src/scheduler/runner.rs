@@ -77,19 +77,19 @@ pub async fn execute_run(
     progress.fetched.store(run.users_fetched, Relaxed);
     progress.records.store(run.users_published, Relaxed);
     let api_errors = Arc::new(Mutex::new(run.api_errors.clone()));
-    JobRunStatus {
-        job: &run.job,
-        run_id: &run.run_id,
-        status: RunStatus::Running,
-        error: None,
-    }
-    .emit();
+    JobRunStatus::from(&run).emit();
     loop {
-        let (result, stopped) = attempt(ctx, job, &mut run, size, &progress, &api_errors).await?;
+        let (result, stopped) = attempt(ctx, job, &mut run, size, &progress, &api_errors).await;
         snapshot(&mut run, &progress, &api_errors);
         let now = ctx.clock.now();
+        let complete = matches!(size, RunSize::Users(users) if run.users_published >= users);
         match (stopped, result) {
             (Some(Stop::LeaseLost), _) => return None,
+            // Told to stop just as its last page was appended: it is done, not interrupted.
+            (Some(_), Ok(())) if complete => {
+                run.status = RunStatus::Succeeded;
+                run.error = None;
+            }
             (Some(Stop::TimedOut), _) => {
                 run.status = RunStatus::TimedOut;
                 run.error = Some(format!(
@@ -108,12 +108,17 @@ pub async fn execute_run(
                     .saturating_mul(1 << (run.attempt - 1).min(16));
                 tracing::warn!(job = %job.name, run_id = %run.run_id, attempt = run.attempt, retry_in = ?backoff, %error, "job run attempt failed; retrying");
                 run.error = Some(error);
-                if !ctx.history.update(&run, &ctx.lease()).await.unwrap_or(true) {
+                if write(ctx, &run).await == Ok(false) {
                     return None;
                 }
                 wait_backoff(ctx, &run, backoff).await?;
                 if !ctx.shutdown.is_cancelled() {
+                    // Counted in the history before it starts, so a crash during it cannot
+                    // give the run more attempts than its retries.
                     run.attempt += 1;
+                    if write(ctx, &run).await == Ok(false) {
+                        return None;
+                    }
                     continue;
                 }
                 shut_down(ctx, &mut run, false);
@@ -130,8 +135,8 @@ pub async fn execute_run(
     }
 }
 
-/// One attempt, with its timeout and heartbeat. `None`: the run history could not be written
-/// and the lease is as good as lost.
+/// One attempt, with its timeout and heartbeat; the attempt's result and why it was told to
+/// stop, if it was.
 async fn attempt(
     ctx: &RunContext,
     job: &JobConfig,
@@ -139,7 +144,7 @@ async fn attempt(
     size: RunSize,
     progress: &Arc<IngestStats>,
     api_errors: &Arc<Mutex<BTreeMap<String, u64>>>,
-) -> Option<(Result<(), String>, Option<Stop>)> {
+) -> (Result<(), String>, Option<Stop>) {
     let stop = CancellationToken::new();
     let run_id = run.run_id.clone();
     let execution = RUN_API_ERRORS.scope(
@@ -152,6 +157,8 @@ async fn attempt(
     let mut heartbeat = tokio::time::interval(ctx.lease / 3);
     heartbeat.tick().await;
     let mut stopped: Option<(Stop, Instant)> = None;
+    // The claim (or the last write) has just set the lease.
+    let mut renewed = Instant::now();
     let tell = |why: Stop, stopped: &mut Option<(Stop, Instant)>| {
         if stopped.is_none() {
             *stopped = Some((why, Instant::now() + STOP_GRACE));
@@ -166,14 +173,18 @@ async fn attempt(
             () = ctx.shutdown.cancelled(), if stopped.is_none() => tell(Stop::Shutdown, &mut stopped),
             _ = heartbeat.tick() => {
                 snapshot(run, progress, api_errors);
-                match ctx.history.update(run, &ctx.lease()).await {
-                    Ok(true) => {}
+                match write(ctx, run).await {
+                    Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::error!(job = %job.name, run_id = %run.run_id, "lost this run's lease to another process; stopping it");
                         tell(Stop::LeaseLost, &mut stopped);
                     }
-                    // A database hiccup: the lease still has two thirds to go; try again next beat.
-                    Err(err) => tracing::warn!(job = %job.name, error = %crate::error_chain::describe(&err), "could not renew a run's lease"),
+                    // Another process may claim the run once the lease lapses: stop before then.
+                    Err(why) if renewed.elapsed() >= ctx.lease * 2 / 3 => {
+                        tracing::error!(job = %job.name, run_id = %run.run_id, error = %why, "could not renew this run's lease for two thirds of it; stopping the run before another process may take it over");
+                        tell(Stop::LeaseLost, &mut stopped);
+                    }
+                    Err(why) => tracing::warn!(job = %job.name, run_id = %run.run_id, error = %why, "could not renew a run's lease; trying again at the next beat"),
                 }
             }
             () = async { tokio::time::sleep_until(give_up.unwrap_or_else(Instant::now)).await }, if give_up.is_some() => {
@@ -182,7 +193,7 @@ async fn attempt(
             }
         }
     };
-    Some((result, stopped.map(|(why, _)| why)))
+    (result, stopped.map(|(why, _)| why))
 }
 
 /// What a shutdown makes of `run`, by the context's policy. `undo_attempt`: the attempt it
@@ -204,21 +215,37 @@ fn shut_down(ctx: &RunContext, run: &mut RunRecord, undo_attempt: bool) {
 }
 
 /// Waits out a retry's backoff (or until a shutdown), renewing the lease. `None`: the lease was
-/// lost.
+/// lost, or could not be renewed for two thirds of it.
 async fn wait_backoff(ctx: &RunContext, run: &RunRecord, backoff: Duration) -> Option<()> {
     let until = Instant::now() + backoff;
     let mut heartbeat = tokio::time::interval(ctx.lease / 3);
     heartbeat.tick().await;
+    let mut renewed = Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(until) => return Some(()),
             () = ctx.shutdown.cancelled() => return Some(()),
-            _ = heartbeat.tick() => {
-                if !ctx.history.update(run, &ctx.lease()).await.unwrap_or(true) {
-                    return None;
-                }
-            }
+            _ = heartbeat.tick() => match write(ctx, run).await {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => return None,
+                Err(_) if renewed.elapsed() >= ctx.lease * 2 / 3 => return None,
+                Err(why) => tracing::warn!(run_id = %run.run_id, error = %why, "could not renew a run's lease; trying again at the next beat"),
+            },
         }
+    }
+}
+
+/// Writes `run` under this process's lease: whether the lease still held, or why the history
+/// did not answer (within a third of the lease: a history that hangs must not hold up the
+/// heartbeat past the point where another process may take the run over).
+async fn write(ctx: &RunContext, run: &RunRecord) -> Result<bool, String> {
+    let limit = ctx.lease / 3;
+    let lease = ctx.lease();
+    let update = ctx.history.update(run, &lease, ctx.clock.now());
+    match tokio::time::timeout(limit, update).await {
+        Ok(Ok(held)) => Ok(held),
+        Ok(Err(err)) => Err(crate::error_chain::describe(&err)),
+        Err(_) => Err(format!("the run history did not answer within {limit:?}")),
     }
 }
 
@@ -239,21 +266,30 @@ fn snapshot(
 /// be run again once its lease lapses.
 async fn finish(ctx: &RunContext, run: RunRecord) -> Option<RunRecord> {
     let mut wait = Duration::from_millis(200);
+    let mut failed_before = false;
     for _ in 0..10 {
-        match ctx.history.update(&run, &ctx.lease()).await {
+        match write(ctx, &run).await {
             Ok(true) => {
-                JobRunStatus {
-                    job: &run.job,
-                    run_id: &run.run_id,
-                    status: run.status,
-                    error: run.error.as_deref(),
-                }
-                .emit();
+                JobRunStatus::from(&run).emit();
                 return Some(run);
             }
+            // A write that failed may have committed all the same (the answer was lost): then
+            // the stored run is ours, with this outcome.
+            Ok(false) if failed_before => {
+                let stored = ctx.history.get(&run.run_id).await.ok().flatten();
+                let ours = stored.is_some_and(|s| {
+                    s.owner.as_deref() == Some(ctx.owner.as_str()) && s.status == run.status
+                });
+                if ours {
+                    JobRunStatus::from(&run).emit();
+                    return Some(run);
+                }
+                return None;
+            }
             Ok(false) => return None,
-            Err(err) => {
-                tracing::warn!(run_id = %run.run_id, error = %crate::error_chain::describe(&err), "could not record a run's outcome; retrying");
+            Err(why) => {
+                failed_before = true;
+                tracing::warn!(run_id = %run.run_id, error = %why, "could not record a run's outcome; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }

@@ -12,7 +12,9 @@ use super::runner::{RunContext, execute_run};
 use super::timing::Timing;
 use crate::telemetry::events::{InternalEvent, JobRunStatus, register_job_series};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -174,7 +176,20 @@ impl Scheduler {
                 busy.insert(job.config.name.clone());
                 let (ctx, job) = (self.ctx.clone(), job.config.clone());
                 running.spawn(async move {
-                    execute_run(&ctx, &job, run).await;
+                    // A panic in one run ends that run only: its lease lapses and another
+                    // attempt resumes it, while the job's other runs and the other jobs go on.
+                    let run_id = run.run_id.clone();
+                    let outcome = AssertUnwindSafe(execute_run(&ctx, &job, run))
+                        .catch_unwind()
+                        .await;
+                    if let Err(panic) = outcome {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(job = %job.name, %run_id, panic = %what, "a job run panicked; its lease will lapse and another attempt resume it");
+                    }
                     job.name
                 });
             }
@@ -272,13 +287,7 @@ impl Scheduler {
             .insert(run, skip_if_busy, self.ctx.clock.now())
             .await?;
         if let Some(run) = &recorded {
-            JobRunStatus {
-                job: &run.job,
-                run_id: &run.run_id,
-                status: run.status,
-                error: run.error.as_deref(),
-            }
-            .emit();
+            JobRunStatus::from(run).emit();
         }
         Ok(recorded)
     }
@@ -305,13 +314,7 @@ pub async fn record_manual(
         .insert(run, skip, clock.now())
         .await?
         .expect("a manual run has no slot to conflict on");
-    JobRunStatus {
-        job: &run.job,
-        run_id: &run.run_id,
-        status: run.status,
-        error: run.error.as_deref(),
-    }
-    .emit();
+    JobRunStatus::from(&run).emit();
     Ok(run)
 }
 
@@ -329,6 +332,21 @@ pub async fn run_manual(
             return Ok(current);
         }
         if ctx.shutdown.is_cancelled() {
+            // Whoever triggered it stopped waiting before any process started it: it is not
+            // left queued for a scheduler to run later, unasked.
+            let reason = "cancelled before it started: the trigger was stopped";
+            if current.status == RunStatus::Queued
+                && ctx
+                    .history
+                    .cancel_queued(&current.run_id, reason, ctx.clock.now())
+                    .await?
+            {
+                let mut cancelled = current;
+                cancelled.status = RunStatus::Failed;
+                cancelled.error = Some(reason.into());
+                JobRunStatus::from(&cancelled).emit();
+                return Ok(cancelled);
+            }
             anyhow::bail!(
                 "stopped waiting for run {} of {} ({}, {}); it stays in the history for a scheduler",
                 current.run_id,

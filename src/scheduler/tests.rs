@@ -489,7 +489,12 @@ async fn a_run_whose_process_died_resumes_once_with_what_is_left() {
         .unwrap();
     claimed.users_fetched = 100;
     claimed.users_published = 100;
-    assert!(h.history.update(&claimed, &dead).await.unwrap());
+    assert!(
+        h.history
+            .update(&claimed, &dead, now - chrono::Duration::seconds(5))
+            .await
+            .unwrap()
+    );
     let runs = h
         .schedule_until(vec![job], Clock::System, |runs| {
             count(runs, RunStatus::Succeeded) == 1
@@ -541,4 +546,147 @@ async fn a_run_interrupted_by_shutdown_resumes_at_the_next_start() {
         (run.run_id.as_str(), 1)
     );
     assert_eq!(runs[0].users_published, 10);
+}
+
+/// The SQLite history, whose lease renewals can be made to fail (a database gone away).
+struct Unreachable {
+    inner: History,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl super::history::RunHistory for Unreachable {
+    async fn insert(
+        &self,
+        run: NewRun,
+        skip_if_busy: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunRecord>, super::history::HistoryError> {
+        self.inner.insert(run, skip_if_busy, now).await
+    }
+    async fn claim(
+        &self,
+        job: &str,
+        run_id: Option<&str>,
+        lease: &Lease,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunRecord>, super::history::HistoryError> {
+        self.inner
+            .claim(job, run_id, lease, max_attempts, now)
+            .await
+    }
+    async fn update(
+        &self,
+        run: &RunRecord,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, super::history::HistoryError> {
+        if self.down.load(Relaxed) {
+            return Err(super::history::HistoryError::Corrupt(
+                "database unreachable".into(),
+            ));
+        }
+        self.inner.update(run, lease, now).await
+    }
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, super::history::HistoryError> {
+        self.inner.cancel_queued(run_id, reason, now).await
+    }
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, super::history::HistoryError> {
+        self.inner.get(run_id).await
+    }
+    async fn list(
+        &self,
+        job: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, super::history::HistoryError> {
+        self.inner.list(job, limit).await
+    }
+    async fn last_slot(
+        &self,
+        job: &str,
+    ) -> Result<Option<DateTime<Utc>>, super::history::HistoryError> {
+        self.inner.last_slot(job).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_cannot_renew_its_lease_stops_before_another_process_may_take_it() {
+    let mut h = Harness::new(Script::UntilStopped);
+    let unreachable = Arc::new(Unreachable {
+        inner: Arc::clone(&h.history),
+        down: std::sync::atomic::AtomicBool::new(false),
+    });
+    h.history = unreachable.clone();
+    let job = Job::new(job("hourly")).unwrap();
+    let ctx = h.context(Clock::System, CancellationToken::new(), OnShutdown::Fail);
+    let run = record_manual(&h.history, &ctx.clock, &job, None)
+        .await
+        .unwrap();
+    let running = tokio::spawn({
+        let (ctx, job) = (ctx.clone(), job.clone());
+        async move { run_manual(&ctx, &job, run, Duration::from_millis(50)).await }
+    });
+    h.wait_for(|runs| runs[0].status == RunStatus::Running)
+        .await;
+    unreachable.down.store(true, Relaxed);
+    let started = tokio::time::Instant::now();
+    let err = running.await.unwrap().unwrap_err().to_string();
+    assert!(err.contains("lost the lease"), "{err}");
+    assert!(
+        started.elapsed() < ctx.lease,
+        "stopped within the lease ({:?}), before it could lapse",
+        started.elapsed()
+    );
+    assert_eq!(h.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_trigger_stopped_while_its_run_waits_fails_the_run_rather_than_leave_it_queued() {
+    let h = Harness::new(Script::Succeed);
+    let job = Job::new(JobConfig {
+        overlap: OverlapPolicy::Queue,
+        ..job("hourly")
+    })
+    .unwrap();
+    // Another process is in the middle of a run of the job.
+    let other = record_manual(&h.history, &Clock::System, &job, None)
+        .await
+        .unwrap();
+    let elsewhere = Lease {
+        owner: "elsewhere".into(),
+        until: Utc::now() + chrono::Duration::hours(1),
+    };
+    h.history
+        .claim("hourly", Some(&other.run_id), &elsewhere, 1, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let ctx = h.context(Clock::System, shutdown.clone(), OnShutdown::Fail);
+    let mine = record_manual(&h.history, &ctx.clock, &job, None)
+        .await
+        .unwrap();
+    assert_eq!(mine.status, RunStatus::Queued);
+    shutdown.cancel();
+    let ended = run_manual(&ctx, &job, mine, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(ended.status, RunStatus::Failed);
+    assert_eq!(
+        h.history
+            .get(&ended.run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("cancelled before it started: the trigger was stopped")
+    );
+    assert!(h.calls().is_empty());
 }

@@ -282,6 +282,17 @@ pub struct JobRunStatus<'a> {
     pub error: Option<&'a str>,
 }
 
+impl<'a> From<&'a crate::scheduler::RunRecord> for JobRunStatus<'a> {
+    fn from(run: &'a crate::scheduler::RunRecord) -> Self {
+        Self {
+            job: &run.job,
+            run_id: &run.run_id,
+            status: run.status,
+            error: run.error.as_deref(),
+        }
+    }
+}
+
 impl InternalEvent for JobRunStatus<'_> {
     fn emit(self) {
         let status = self.status.as_str();

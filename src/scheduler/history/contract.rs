@@ -104,7 +104,7 @@ pub async fn only_one_process_claims_and_a_busy_job_skips_new_slots(
     let mut done = claimed;
     done.status = RunStatus::Succeeded;
     done.ended_at = Some(at(85));
-    assert!(a.update(&done, &lease("a", 115)).await.unwrap());
+    assert!(a.update(&done, &lease("a", 115), at(85)).await.unwrap());
     let next = b
         .claim(job, None, &lease("b", 120), 3, at(86))
         .await
@@ -128,6 +128,10 @@ pub async fn a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(
         .await
         .unwrap()
         .unwrap();
+    // Past its lease, a cannot write either, even before anyone claims the run.
+    let mut late = run.clone();
+    late.status = RunStatus::Running;
+    assert!(!a.update(&late, &lease("a", 200), at(91)).await.unwrap());
     // Before the lease lapses, b cannot take it.
     assert!(
         b.claim(job, None, &lease("b", 120), 2, at(89))
@@ -149,7 +153,7 @@ pub async fn a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(
     // a comes back to life: its lease is gone and its writes are refused.
     let mut stale = resumed.clone();
     stale.status = RunStatus::Succeeded;
-    assert!(!a.update(&stale, &lease("a", 140)).await.unwrap());
+    assert!(!a.update(&stale, &lease("a", 140), at(95)).await.unwrap());
     // b dies too, with no attempt left: the run is failed, with the reason.
     assert!(
         a.claim(job, None, &lease("a", 200), 2, at(131))
@@ -186,6 +190,40 @@ pub async fn a_record_round_trips_every_field(a: &dyn RunHistory, job: &str) {
     run.status = RunStatus::TimedOut;
     run.error = Some("stopped after its timeout of 1m".into());
     run.ended_at = Some(at(70));
-    assert!(a.update(&run, &lease("a", 95)).await.unwrap());
+    assert!(a.update(&run, &lease("a", 95), at(70)).await.unwrap());
     assert_eq!(a.get(&run.run_id).await.unwrap().unwrap(), run);
+}
+
+/// Panics when the guarantee does not hold.
+#[allow(clippy::missing_panics_doc)]
+pub async fn a_queued_run_can_be_cancelled_and_a_started_one_cannot(a: &dyn RunHistory, job: &str) {
+    let queued = a
+        .insert(slot_run(job, 60), false, at(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.cancel_queued(&queued.run_id, "stopped", at(61))
+            .await
+            .unwrap()
+    );
+    let cancelled = a.get(&queued.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (cancelled.status, cancelled.error.as_deref()),
+        (RunStatus::Failed, Some("stopped"))
+    );
+    let started = a
+        .insert(slot_run(job, 120), false, at(120))
+        .await
+        .unwrap()
+        .unwrap();
+    a.claim(job, None, &lease("a", 150), 1, at(120))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !a.cancel_queued(&started.run_id, "stopped", at(121))
+            .await
+            .unwrap()
+    );
 }

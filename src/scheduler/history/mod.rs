@@ -192,9 +192,25 @@ pub trait RunHistory: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<RunRecord>, HistoryError>;
 
-    /// Writes a claimed run's progress or outcome (status, attempt, counts, error, end, lease).
-    /// `false`: the lease was lost (another process took the run over) and nothing was written.
-    async fn update(&self, run: &RunRecord, lease: &Lease) -> Result<bool, HistoryError>;
+    /// Writes a claimed run's progress or outcome (status, attempt, counts, error, end, lease),
+    /// if the stored run is still running under `lease`'s owner and its lease has not lapsed by
+    /// `now`. `false`: the lease was lost (or lapsed, and another process may take the run
+    /// over) and nothing was written.
+    async fn update(
+        &self,
+        run: &RunRecord,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, HistoryError>;
+
+    /// Fails a run that is still queued (its manual trigger was stopped before any process
+    /// started it); `false` if it is not queued any more.
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, HistoryError>;
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, HistoryError>;
 
@@ -207,12 +223,20 @@ pub trait RunHistory: Send + Sync {
 
 pub type History = Arc<dyn RunHistory>;
 
-/// Why a run left `running` without its process saying so.
-pub(crate) fn abandoned_reason(owner: Option<&str>) -> String {
-    format!(
+/// A running run whose lease lapsed (its process died): back to queued while it has attempts
+/// left of `max_attempts`, else failed; either way with the reason.
+pub(crate) fn lapse(run: &mut RunRecord, max_attempts: u32, now: DateTime<Utc>) {
+    run.error = Some(format!(
         "the process running it ({}) stopped renewing its lease",
-        owner.unwrap_or("unknown")
-    )
+        run.owner.as_deref().unwrap_or("unknown")
+    ));
+    if run.attempt < max_attempts {
+        run.status = RunStatus::Queued;
+    } else {
+        run.status = RunStatus::Failed;
+        run.ended_at = Some(now);
+    }
+    tracing::warn!(run_id = %run.run_id, job = %run.job, status = run.status.as_str(), "a run's lease lapsed: {}", run.error.as_deref().unwrap_or_default());
 }
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {

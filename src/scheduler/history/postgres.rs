@@ -5,8 +5,8 @@
 //! named after the job, and a run's update on its row lock.
 
 use super::{
-    COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus,
-    abandoned_reason, micros, new_record,
+    COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus, lapse,
+    micros, new_record,
 };
 use crate::postgres::{Migration, PgError, Postgres, PostgresOptions, migrate};
 use chrono::{DateTime, Utc};
@@ -183,21 +183,14 @@ impl RunHistory for PostgresRunHistory {
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM job_runs WHERE job = $1 AND status = 'running' \
-                     AND lease_until < $2"
+                     AND lease_until < $2 FOR UPDATE"
                 ),
                 &[&job, &micros(now)],
             )
             .await
             .map_err(PgError::op("look for lapsed leases"))?;
         for mut run in records(lapsed)? {
-            run.error = Some(abandoned_reason(run.owner.as_deref()));
-            if run.attempt < max_attempts {
-                run.status = RunStatus::Queued;
-            } else {
-                run.status = RunStatus::Failed;
-                run.ended_at = Some(now);
-            }
-            tracing::warn!(run_id = %run.run_id, job = %run.job, status = run.status.as_str(), "a run's lease lapsed: {}", run.error.as_deref().unwrap_or_default());
+            lapse(&mut run, max_attempts, now);
             write(&tx, &run, None).await?;
         }
         let live: i64 = tx
@@ -238,12 +231,19 @@ impl RunHistory for PostgresRunHistory {
         Ok(claimed)
     }
 
-    async fn update(&self, run: &RunRecord, lease: &Lease) -> Result<bool, HistoryError> {
+    async fn update(
+        &self,
+        run: &RunRecord,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
         let mut client = self.pg.pool().get().await.map_err(PgError::from)?;
         let tx = client.transaction().await.map_err(PgError::op("begin"))?;
+        // FOR UPDATE: a claim that found this lease lapsed holds the row until it commits, and
+        // this check then sees its outcome.
         let holder = tx
             .query_opt(
-                "SELECT owner, status FROM job_runs WHERE run_id = $1 FOR UPDATE",
+                "SELECT owner, status, lease_until FROM job_runs WHERE run_id = $1 FOR UPDATE",
                 &[&run.run_id],
             )
             .await
@@ -251,6 +251,9 @@ impl RunHistory for PostgresRunHistory {
         let held = holder.is_some_and(|row| {
             row.get::<_, Option<String>>(0).as_deref() == Some(lease.owner.as_str())
                 && row.get::<_, String>(1) == RunStatus::Running.as_str()
+                && row
+                    .get::<_, Option<i64>>(2)
+                    .is_some_and(|until| until >= micros(now))
         });
         if !held {
             return Ok(false);
@@ -259,6 +262,24 @@ impl RunHistory for PostgresRunHistory {
         write(&tx, run, until).await?;
         tx.commit().await.map_err(PgError::op("commit"))?;
         Ok(true)
+    }
+
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
+        let client = self.pg.pool().get().await.map_err(PgError::from)?;
+        let changed = client
+            .execute(
+                "UPDATE job_runs SET status = 'failed', error = $2, ended_at = $3 \
+                 WHERE run_id = $1 AND status = 'queued'",
+                &[&run_id, &reason, &micros(now)],
+            )
+            .await
+            .map_err(PgError::op("cancel run"))?;
+        Ok(changed == 1)
     }
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, HistoryError> {

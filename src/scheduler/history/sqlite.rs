@@ -7,8 +7,8 @@
 //! lost to a power cut could run a slot twice.
 
 use super::{
-    COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus,
-    abandoned_reason, micros, new_record,
+    COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus, lapse,
+    micros, new_record,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -198,14 +198,7 @@ impl RunHistory for SqliteRunHistory {
                 params![job, micros(now)],
             )?;
             for mut run in lapsed {
-                run.error = Some(abandoned_reason(run.owner.as_deref()));
-                if run.attempt < max_attempts {
-                    run.status = RunStatus::Queued;
-                } else {
-                    run.status = RunStatus::Failed;
-                    run.ended_at = Some(now);
-                }
-                tracing::warn!(run_id = %run.run_id, job = %run.job, status = run.status.as_str(), "a run's lease lapsed: {}", run.error.as_deref().unwrap_or_default());
+                lapse(&mut run, max_attempts, now);
                 write(&tx, &run, None)?;
             }
             let live: i64 = tx
@@ -242,22 +235,29 @@ impl RunHistory for SqliteRunHistory {
         .await
     }
 
-    async fn update(&self, run: &RunRecord, lease: &Lease) -> Result<bool, HistoryError> {
+    async fn update(
+        &self,
+        run: &RunRecord,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
         let (run, lease) = (run.clone(), lease.clone());
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql("begin"))?;
-            let holder: Option<(Option<String>, String)> = tx
+            let holder: Option<(Option<String>, String, Option<i64>)> = tx
                 .query_row(
-                    "SELECT owner, status FROM job_runs WHERE run_id = ?1",
+                    "SELECT owner, status, lease_until FROM job_runs WHERE run_id = ?1",
                     params![run.run_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(sql("read lease"))?;
-            let held = matches!(&holder, Some((Some(owner), status))
-                if *owner == lease.owner && status == RunStatus::Running.as_str());
+            let held = matches!(&holder, Some((Some(owner), status, Some(until)))
+                if *owner == lease.owner
+                    && status == RunStatus::Running.as_str()
+                    && *until >= micros(now));
             if !held {
                 return Ok(false);
             }
@@ -265,6 +265,26 @@ impl RunHistory for SqliteRunHistory {
             write(&tx, &run, until)?;
             tx.commit().map_err(sql("commit"))?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
+        let (run_id, reason) = (run_id.to_owned(), reason.to_owned());
+        self.with(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE job_runs SET status = 'failed', error = ?2, ended_at = ?3 \
+                     WHERE run_id = ?1 AND status = 'queued'",
+                    params![run_id, reason, micros(now)],
+                )
+                .map_err(sql("cancel run"))?;
+            Ok(changed == 1)
         })
         .await
     }

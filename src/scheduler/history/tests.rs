@@ -35,3 +35,9 @@ async fn sqlite_round_trips_a_record() {
     let (_dir, a, _) = two_processes();
     a_record_round_trips_every_field(&a, "j").await;
 }
+
+#[tokio::test]
+async fn sqlite_cancels_only_queued_runs() {
+    let (_dir, a, _) = two_processes();
+    a_queued_run_can_be_cancelled_and_a_started_one_cannot(&a, "j").await;
+}
