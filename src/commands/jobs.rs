@@ -182,5 +182,7 @@ async fn schedule(config: &Config, jobs: &Jobs) -> anyhow::Result<()> {
         .run()
         .await;
     endpoints.stop().await?;
-    result
+    let users = result?;
+    tracing::info!(users, "scheduler stopped");
+    Ok(())
 }

@@ -4,7 +4,7 @@ use super::{apply_source_args, runtime, shutdown_on_signal};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::pipeline::endpoints::Endpoints;
-use crate::pipeline::run_pipeline;
+use crate::pipeline::run_pipeline_with;
 
 pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     apply_source_args(&mut config, &args.source);
@@ -27,29 +27,12 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
             extra = crate::pipeline::endpoints::embedded_registry(&config)?;
             config.kafka.serve_registry = false;
         }
-        if let Some(jobs) = crate::pipeline::jobs::Jobs::open(&config).await? {
-            let endpoints =
-                Endpoints::start(&config, extra.merge(jobs.router()), cancel.clone()).await?;
-            let processed = if config.kafka.brokers.is_some() {
-                crate::pipeline::kafka::run_kafka_pipeline_with(&config, cancel, false, Some(&jobs))
-                    .await
-                    .map(|summary| summary.process)
-            } else {
-                crate::pipeline::jobs::run_scheduled_pipeline(&config, &jobs, cancel).await
-            };
-            endpoints.stop().await?;
-            let processed = processed?;
-            tracing::info!(
-                processed = processed.records,
-                stored = processed.rows,
-                dead_lettered = processed.dead_letters,
-                log_position = processed.position,
-                "pipeline stopped"
-            );
-            return Ok(());
+        let jobs = crate::pipeline::jobs::Jobs::open(&config).await?;
+        if let Some(jobs) = &jobs {
+            extra = extra.merge(jobs.router());
         }
         let endpoints = Endpoints::start(&config, extra, cancel.clone()).await?;
-        let summary = run_pipeline(&config, cancel, true).await;
+        let summary = run_pipeline_with(&config, cancel, true, jobs.as_ref()).await;
         endpoints.stop().await?;
         let summary = summary?;
         tracing::info!(

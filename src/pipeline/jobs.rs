@@ -95,38 +95,3 @@ impl Jobs {
         )
     }
 }
-
-/// `run` with `[[jobs]]`: the scheduler ingests, a processor stores, until `cancel`; then the
-/// scheduler hands its runs back to the history and the processor drains the log.
-pub async fn run_scheduled_pipeline(
-    config: &Config,
-    jobs: &Jobs,
-    cancel: CancellationToken,
-) -> anyhow::Result<crate::process::processor::ProcessSummary> {
-    use anyhow::Context;
-    let reader = super::open_log(config)
-        .await
-        .context("opening the log for reading")?;
-    let store = super::open_store(config).await?;
-    let signal = AppendSignal::new();
-    let (processor, _stats) = super::spawn_processor(config, reader, store, &signal, &cancel);
-    tracing::info!(
-        jobs = ?jobs.jobs.iter().map(|j| j.config.name.as_str()).collect::<Vec<_>>(),
-        log = %super::describe_backends(config).0,
-        store = %super::describe_backends(config).1,
-        "pipeline started; ingest runs on the jobs' schedules"
-    );
-    let scheduled = jobs
-        .scheduler(config, signal.clone(), cancel.clone())
-        .run()
-        .await;
-    if scheduled.is_err() {
-        cancel.cancel();
-    }
-    signal.close();
-    let processed = processor
-        .await
-        .map_err(|_| anyhow::anyhow!("the processor panicked"))?;
-    scheduled.context("scheduling jobs")?;
-    processed.context("processing")
-}

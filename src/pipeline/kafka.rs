@@ -1,11 +1,10 @@
 //! `run` with `[kafka] brokers` set: ingest -> raw log (outbox) -> relay -> Kafka -> consumer
 //! group -> store, in one process. Other `userstream process` instances may join the group.
 
-use super::{RunSummary, build_source, lock_ingest, open_log, open_store};
+use super::{RunSummary, open_log, open_store};
 use crate::avro::USER_SCHEMA;
 use crate::bus::kafka::{KafkaProcessor, Relay};
 use crate::config::Config;
-use crate::ingest::{IngestStats, Ingestor, ScheduleSummary, run_schedule};
 use crate::log::AppendSignal;
 use crate::process::processor::ProcessSummary;
 use crate::registry::RegistryClient;
@@ -20,28 +19,15 @@ use tokio_util::sync::CancellationToken;
 /// Runs until `cancel` (or `max_users`); then the relay publishes what is left in the log and the
 /// processors drain the topic before returning. Every task (the embedded registry, the relay,
 /// each processor) runs under a [`Supervisor`]: one that fails, or stops before it is asked to,
-/// ends the run with an error naming it, rather than leaving ingest fetching for nobody.
+/// ends the run with an error naming it, rather than leaving ingest fetching for nobody. With
+/// `jobs`, ingest runs on the jobs' schedules ([`super::start_ingest`]).
 pub async fn run_kafka_pipeline(
-    config: &Config,
-    cancel: CancellationToken,
-    show_progress: bool,
-) -> anyhow::Result<RunSummary> {
-    run_kafka_pipeline_with(config, cancel, show_progress, None).await
-}
-
-/// As [`run_kafka_pipeline`]; with `jobs`, ingest runs on the jobs' schedules (each run takes the
-/// log's ingest lock for itself) instead of continuously.
-pub async fn run_kafka_pipeline_with(
     config: &Config,
     cancel: CancellationToken,
     show_progress: bool,
     jobs: Option<&super::jobs::Jobs>,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let _ingest_lock = match jobs {
-        None => Some(lock_ingest(config).await?),
-        Some(_) => None,
-    };
     let options = config.kafka.clone();
     let mut tasks = Supervisor::new();
     if options.serve_registry {
@@ -58,33 +44,7 @@ pub async fn run_kafka_pipeline_with(
         .await
         .context("registering the users_created value schema")?;
     let signal = AppendSignal::new();
-    let (ingest_stats, ingest): (Arc<IngestStats>, Ingest<'_>) = match jobs {
-        None => {
-            let mut ingestor = Ingestor::new(
-                build_source(config).await?,
-                open_log(config).await?,
-                &config.page_settings(),
-                uuid::Uuid::new_v4().to_string(),
-                signal.clone(),
-            )
-            .await?;
-            let (schedule, cancel) = (config.pipeline_schedule(), cancel.clone());
-            (
-                ingestor.stats(),
-                Box::pin(async move { Ok(run_schedule(&mut ingestor, &schedule, &cancel).await?) }),
-            )
-        }
-        Some(jobs) => {
-            let scheduler = jobs.scheduler(config, signal.clone(), cancel.clone());
-            (
-                Arc::default(),
-                Box::pin(async move {
-                    scheduler.run().await?;
-                    Ok(ScheduleSummary::default())
-                }),
-            )
-        }
-    };
+    let ingest = super::start_ingest(config, jobs, &signal, &cancel).await?;
     let relay = Relay::new(
         open_log(config).await?,
         open_store(config).await?,
@@ -126,7 +86,7 @@ pub async fn run_kafka_pipeline_with(
     let _stop_progress = progress_done.clone().drop_guard();
     let progress = show_progress.then(|| {
         crate::telemetry::spawn_progress(
-            ingest_stats,
+            ingest.stats,
             Arc::new(stats.clone()),
             config.ingest.max_users,
             progress_done.clone(),
@@ -134,7 +94,7 @@ pub async fn run_kafka_pipeline_with(
     });
     // No task may end while ingest runs.
     let ingest = tokio::select! {
-        ingest = ingest => ingest,
+        ingest = ingest.run => ingest,
         ended = tasks.next() => return Err(match ended {
             Ended::Finished(name) => stopped_early(&name),
             Ended::Failed(err) => err,
@@ -172,11 +132,6 @@ pub async fn run_kafka_pipeline_with(
         elapsed: started.elapsed(),
     })
 }
-
-/// The ingest side of a run: continuous, or the jobs' scheduler.
-type Ingest<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = anyhow::Result<ScheduleSummary>> + Send + 'a>,
->;
 
 const REGISTRY_TASK: &str = "the embedded schema registry";
 const RELAY_TASK: &str = "the relay";

@@ -209,6 +209,69 @@ pub(crate) fn spawn_processor(
     (task, stats)
 }
 
+/// The ingest side of a run, as a future that ends when ingest is done, and the tally the
+/// progress display reads.
+pub(crate) struct IngestSide<'a> {
+    pub stats: Arc<crate::ingest::IngestStats>,
+    pub run: std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<ScheduleSummary>> + Send + 'a>,
+    >,
+}
+
+/// Starts ingest for a run, waking `signal`'s readers: continuous, under the log's ingest lock
+/// for as long as it runs; or, with `jobs`, on the jobs' schedules, each run taking the lock for
+/// itself. Either way it stops when `cancel` fires (or, continuous, at `max_users`).
+pub(crate) async fn start_ingest<'a>(
+    config: &'a Config,
+    jobs: Option<&'a jobs::Jobs>,
+    signal: &AppendSignal,
+    cancel: &CancellationToken,
+) -> anyhow::Result<IngestSide<'a>> {
+    let cancel = cancel.clone();
+    if let Some(jobs) = jobs {
+        let scheduler = jobs.scheduler(config, signal.clone(), cancel);
+        tracing::info!(
+            jobs = ?jobs.jobs.iter().map(|j| j.config.name.as_str()).collect::<Vec<_>>(),
+            "ingest runs on the jobs' schedules"
+        );
+        return Ok(IngestSide {
+            stats: Arc::default(),
+            run: Box::pin(async move {
+                let users = scheduler.run().await?;
+                Ok(ScheduleSummary {
+                    users,
+                    ..ScheduleSummary::default()
+                })
+            }),
+        });
+    }
+    let lock = lock_ingest(config).await?;
+    let mut ingestor = Ingestor::new(
+        build_source(config).await?,
+        open_log(config).await?,
+        &config.page_settings(),
+        uuid::Uuid::new_v4().to_string(),
+        signal.clone(),
+    )
+    .await?;
+    tracing::info!(
+        source = ?config.ingest.source,
+        seed = %ingestor.cursor().seed,
+        page = ingestor.cursor().next_page,
+        batch_size = config.ingest.batch_size,
+        interval = ?config.fetch_interval(),
+        "ingest runs continuously"
+    );
+    let schedule = config.pipeline_schedule();
+    Ok(IngestSide {
+        stats: ingestor.stats(),
+        run: Box::pin(async move {
+            let _lock = lock;
+            Ok(run_schedule(&mut ingestor, &schedule, &cancel).await?)
+        }),
+    })
+}
+
 /// Runs ingest and processing until `cancel` fires or `ingest.max_users` is reached, then lets
 /// the processor drain everything ingested before returning.
 pub async fn run_pipeline(
@@ -216,36 +279,31 @@ pub async fn run_pipeline(
     cancel: CancellationToken,
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
+    run_pipeline_with(config, cancel, show_progress, None).await
+}
+
+/// As [`run_pipeline`]; with `jobs`, ingest runs on the jobs' schedules instead of continuously
+/// (see [`start_ingest`]), on the embedded and the Kafka path alike.
+pub async fn run_pipeline_with(
+    config: &Config,
+    cancel: CancellationToken,
+    show_progress: bool,
+    jobs: Option<&jobs::Jobs>,
+) -> anyhow::Result<RunSummary> {
+    // The progress display counts continuous ingest; a job's runs are in `jobs runs`.
+    let show_progress = show_progress && jobs.is_none();
     if config.kafka.brokers.is_some() {
-        return kafka::run_kafka_pipeline(config, cancel, show_progress).await;
+        return kafka::run_kafka_pipeline(config, cancel, show_progress, jobs).await;
     }
     let started = Instant::now();
-    let _ingest_lock = lock_ingest(config).await?;
-    let writer = open_log(config).await?;
     let reader = open_log(config)
         .await
         .context("opening the log for reading")?;
     let store = open_store(config).await?;
     let signal = AppendSignal::new();
-
+    let ingest = start_ingest(config, jobs, &signal, &cancel).await?;
     let (processor_task, process_stats) = spawn_processor(config, reader, store, &signal, &cancel);
-
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let mut ingestor = Ingestor::new(
-        build_source(config).await?,
-        writer,
-        &config.page_settings(),
-        run_id.clone(),
-        signal.clone(),
-    )
-    .await?;
     tracing::info!(
-        run_id,
-        source = ?config.ingest.source,
-        seed = %ingestor.cursor().seed,
-        page = ingestor.cursor().next_page,
-        batch_size = config.ingest.batch_size,
-        interval = ?config.fetch_interval(),
         log = %describe_backends(config).0,
         store = %describe_backends(config).1,
         "pipeline started"
@@ -253,13 +311,13 @@ pub async fn run_pipeline(
     let progress_done = CancellationToken::new();
     let progress = show_progress.then(|| {
         crate::telemetry::spawn_progress(
-            ingestor.stats(),
+            ingest.stats,
             process_stats,
             config.ingest.max_users,
             progress_done.clone(),
         )
     });
-    let ingest_result = run_schedule(&mut ingestor, &config.pipeline_schedule(), &cancel).await;
+    let ingest_result = ingest.run.await;
     // From here the processor drains what is in the log and stops.
     signal.close();
     let process_result = processor_task

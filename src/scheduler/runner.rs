@@ -154,11 +154,8 @@ async fn attempt(
     );
     tokio::pin!(execution);
     let deadline = Instant::now() + job.timeout;
-    let mut heartbeat = tokio::time::interval(ctx.lease / 3);
-    heartbeat.tick().await;
+    let mut heartbeat = Heartbeat::start(ctx).await;
     let mut stopped: Option<(Stop, Instant)> = None;
-    // The claim (or the last write) has just set the lease.
-    let mut renewed = Instant::now();
     let tell = |why: Stop, stopped: &mut Option<(Stop, Instant)>| {
         if stopped.is_none() {
             *stopped = Some((why, Instant::now() + STOP_GRACE));
@@ -173,18 +170,8 @@ async fn attempt(
             () = ctx.shutdown.cancelled(), if stopped.is_none() => tell(Stop::Shutdown, &mut stopped),
             _ = heartbeat.tick() => {
                 snapshot(run, progress, api_errors);
-                match write(ctx, run).await {
-                    Ok(true) => renewed = Instant::now(),
-                    Ok(false) => {
-                        tracing::error!(job = %job.name, run_id = %run.run_id, "lost this run's lease to another process; stopping it");
-                        tell(Stop::LeaseLost, &mut stopped);
-                    }
-                    // Another process may claim the run once the lease lapses: stop before then.
-                    Err(why) if renewed.elapsed() >= ctx.lease * 2 / 3 => {
-                        tracing::error!(job = %job.name, run_id = %run.run_id, error = %why, "could not renew this run's lease for two thirds of it; stopping the run before another process may take it over");
-                        tell(Stop::LeaseLost, &mut stopped);
-                    }
-                    Err(why) => tracing::warn!(job = %job.name, run_id = %run.run_id, error = %why, "could not renew a run's lease; trying again at the next beat"),
+                if !heartbeat.beat(ctx, run).await {
+                    tell(Stop::LeaseLost, &mut stopped);
                 }
             }
             () = async { tokio::time::sleep_until(give_up.unwrap_or_else(Instant::now)).await }, if give_up.is_some() => {
@@ -214,23 +201,65 @@ fn shut_down(ctx: &RunContext, run: &mut RunRecord, undo_attempt: bool) {
     }
 }
 
-/// Waits out a retry's backoff (or until a shutdown), renewing the lease. `None`: the lease was
-/// lost, or could not be renewed for two thirds of it.
+/// Waits out a retry's backoff (or until a shutdown), renewing the lease. `None`: the lease must
+/// be given up ([`Heartbeat::beat`]).
 async fn wait_backoff(ctx: &RunContext, run: &RunRecord, backoff: Duration) -> Option<()> {
     let until = Instant::now() + backoff;
-    let mut heartbeat = tokio::time::interval(ctx.lease / 3);
-    heartbeat.tick().await;
-    let mut renewed = Instant::now();
+    let mut heartbeat = Heartbeat::start(ctx).await;
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(until) => return Some(()),
             () = ctx.shutdown.cancelled() => return Some(()),
-            _ = heartbeat.tick() => match write(ctx, run).await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => return None,
-                Err(_) if renewed.elapsed() >= ctx.lease * 2 / 3 => return None,
-                Err(why) => tracing::warn!(run_id = %run.run_id, error = %why, "could not renew a run's lease; trying again at the next beat"),
+            _ = heartbeat.tick() => if !heartbeat.beat(ctx, run).await {
+                return None;
             },
+        }
+    }
+}
+
+/// Renews a run's lease every third of it, and says when the run must be given up.
+struct Heartbeat {
+    ticks: tokio::time::Interval,
+    /// When the lease was last set (by the claim, or a write that held).
+    renewed: Instant,
+}
+
+impl Heartbeat {
+    /// Starts just after the lease was set: the first beat is a third of the lease away.
+    async fn start(ctx: &RunContext) -> Self {
+        let mut ticks = tokio::time::interval(ctx.lease / 3);
+        ticks.tick().await;
+        Self {
+            ticks,
+            renewed: Instant::now(),
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.ticks.tick().await;
+    }
+
+    /// Writes `run` to renew the lease. `false`: the run must stop, because the lease went to
+    /// another process, or could not be renewed for two thirds of it (another process may claim
+    /// the run once it lapses).
+    async fn beat(&mut self, ctx: &RunContext, run: &RunRecord) -> bool {
+        match write(ctx, run).await {
+            Ok(true) => {
+                self.renewed = Instant::now();
+                true
+            }
+            Ok(false) => {
+                tracing::error!(job = %run.job, run_id = %run.run_id, "lost this run's lease to another process; stopping it");
+                false
+            }
+            Err(why) if self.renewed.elapsed() >= ctx.lease * 2 / 3 => {
+                tracing::error!(job = %run.job, run_id = %run.run_id, error = %why, "could not renew this run's lease for two thirds of it; stopping the run before another process may take it over");
+                false
+            }
+            Err(why) => {
+                tracing::warn!(job = %run.job, run_id = %run.run_id, error = %why, "could not renew a run's lease; trying again at the next beat");
+                true
+            }
         }
     }
 }

@@ -28,6 +28,9 @@ const DUE_GRACE: Duration = Duration::from_secs(5);
 /// stops with the error. Slots that come due meanwhile are recorded once it answers again.
 const HISTORY_OUTAGE_LIMIT: Duration = Duration::from_secs(300);
 
+/// A run task's end: its job, and the users it appended in this process.
+type RunEnded = (String, u64);
+
 /// A configured job with its parsed timing.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -87,13 +90,15 @@ impl Scheduler {
 
     /// Runs until `ctx.shutdown` fires; runs in progress are then stopped and handed back to the
     /// history as the context's shutdown policy says. An error from the run history ends it.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Returns the users this process's runs appended to the log.
+    pub async fn run(self) -> anyhow::Result<u64> {
         let mut seen: HashMap<String, DateTime<Utc>> = HashMap::new();
         for job in &self.jobs {
             let until = self.catch_up(job).await?;
             seen.insert(job.config.name.clone(), until);
         }
-        let mut running: JoinSet<String> = JoinSet::new();
+        let mut running: JoinSet<RunEnded> = JoinSet::new();
+        let mut users = 0;
         let mut busy: HashSet<String> = HashSet::new();
         let mut outage: Option<tokio::time::Instant> = None;
         loop {
@@ -126,16 +131,19 @@ impl Scheduler {
                 () = self.ctx.clock.sleep_until(wake_at) => {}
                 () = self.wake.notified() => {}
                 Some(done) = running.join_next() => {
-                    let name = done.map_err(|e| anyhow::anyhow!("a job run panicked: {e}"))?;
+                    let (name, published) = done.map_err(|e| anyhow::anyhow!("a job run task failed: {e}"))?;
                     busy.remove(&name);
+                    users += published;
                 }
                 () = self.ctx.shutdown.cancelled() => {}
             }
         }
         while let Some(done) = running.join_next().await {
-            done.map_err(|e| anyhow::anyhow!("a job run panicked: {e}"))?;
+            users += done
+                .map_err(|e| anyhow::anyhow!("a job run task failed: {e}"))?
+                .1;
         }
-        Ok(())
+        Ok(users)
     }
 
     /// One pass: records the slots that came due since `seen`, and starts a run of each idle job
@@ -145,7 +153,7 @@ impl Scheduler {
         now: DateTime<Utc>,
         seen: &mut HashMap<String, DateTime<Utc>>,
         busy: &mut HashSet<String>,
-        running: &mut JoinSet<String>,
+        running: &mut JoinSet<RunEnded>,
     ) -> anyhow::Result<()> {
         for job in &self.jobs {
             let since = seen[&job.config.name];
@@ -178,10 +186,14 @@ impl Scheduler {
                 running.spawn(async move {
                     // A panic in one run ends that run only: its lease lapses and another
                     // attempt resumes it, while the job's other runs and the other jobs go on.
-                    let run_id = run.run_id.clone();
+                    let (run_id, before) = (run.run_id.clone(), run.users_published);
                     let outcome = AssertUnwindSafe(execute_run(&ctx, &job, run))
                         .catch_unwind()
                         .await;
+                    let published = match &outcome {
+                        Ok(Some(run)) => run.users_published.saturating_sub(before),
+                        _ => 0,
+                    };
                     if let Err(panic) = outcome {
                         let what = panic
                             .downcast_ref::<&str>()
@@ -190,7 +202,7 @@ impl Scheduler {
                             .unwrap_or_default();
                         tracing::error!(job = %job.name, %run_id, panic = %what, "a job run panicked; its lease will lapse and another attempt resume it");
                     }
-                    job.name
+                    (job.name, published)
                 });
             }
         }
@@ -281,15 +293,7 @@ impl Scheduler {
     }
 
     async fn record(&self, run: NewRun, skip_if_busy: bool) -> anyhow::Result<Option<RunRecord>> {
-        let recorded = self
-            .ctx
-            .history
-            .insert(run, skip_if_busy, self.ctx.clock.now())
-            .await?;
-        if let Some(run) = &recorded {
-            JobRunStatus::from(run).emit();
-        }
-        Ok(recorded)
+        record(&self.ctx.history, &self.ctx.clock, run, skip_if_busy).await
     }
 }
 
@@ -310,12 +314,23 @@ pub async fn record_manual(
         error: None,
     };
     let skip = job.config.overlap == OverlapPolicy::Skip;
-    let run = history
-        .insert(run, skip, clock.now())
+    Ok(record(history, clock, run, skip)
         .await?
-        .expect("a manual run has no slot to conflict on");
-    JobRunStatus::from(&run).emit();
-    Ok(run)
+        .expect("a manual run has no slot to conflict on"))
+}
+
+/// Records `run` in the history (see [`RunHistory::insert`](super::history::RunHistory::insert)) and counts the status it entered.
+async fn record(
+    history: &History,
+    clock: &Clock,
+    run: NewRun,
+    skip_if_busy: bool,
+) -> anyhow::Result<Option<RunRecord>> {
+    let recorded = history.insert(run, skip_if_busy, clock.now()).await?;
+    if let Some(run) = &recorded {
+        JobRunStatus::from(run).emit();
+    }
+    Ok(recorded)
 }
 
 /// Runs a manual run in this process (`jobs trigger`): claims it as soon as no other run of the
