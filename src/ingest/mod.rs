@@ -43,16 +43,14 @@ pub enum IngestError {
     },
 }
 
-/// What ingest has done so far in this process.
+/// What ingest has done so far, read by the progress display and a scheduled run's record
+/// (failed and empty pages are counted by the schedule's summary and the API's metrics).
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    pub pages: AtomicU64,
     /// Records appended to the log.
     pub records: AtomicU64,
     /// Records the source handed back (one page more than `records` when an append failed).
     pub fetched: AtomicU64,
-    pub empty_pages: AtomicU64,
-    pub failed_pages: AtomicU64,
 }
 
 /// Which pages to fetch.
@@ -225,7 +223,6 @@ impl<S: Source> Ingestor<S> {
     /// the number of records appended.
     fn appended(&mut self, appended: Appended) -> u64 {
         self.cursor = appended.cursor;
-        self.stats.pages.fetch_add(1, Relaxed);
         self.stats.records.fetch_add(appended.count, Relaxed);
         RecordsReceived {
             component: Component::Ingest,
@@ -254,24 +251,20 @@ async fn fetch<S: Source>(
         page,
         nat,
     };
-    let fetched = match source.fetch(&request).await {
-        Ok(fetched) => fetched,
-        Err(error) => {
-            stats.failed_pages.fetch_add(1, Relaxed);
-            return Err(IngestError::Fetch {
-                page,
-                seed: cursor.seed.clone(),
-                error,
-            });
-        }
-    };
+    let fetched = source
+        .fetch(&request)
+        .await
+        .map_err(|error| IngestError::Fetch {
+            page,
+            seed: cursor.seed.clone(),
+            error,
+        })?;
     let fetched_at_micros = chrono::Utc::now().timestamp_micros();
     stats
         .fetched
         .fetch_add(fetched.records.len() as u64, Relaxed);
     if fetched.records.is_empty() {
         // An incident answer: keep the cursor so the same page is asked for again.
-        stats.empty_pages.fetch_add(1, Relaxed);
         tracing::warn!(page, "API returned no users; will ask again");
         return Ok(None);
     }
