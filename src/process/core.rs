@@ -29,9 +29,6 @@ pub struct ProcessStats {
     pub records: AtomicU64,
     pub rows: AtomicU64,
     pub dead_letters: AtomicU64,
-    pub batches: AtomicU64,
-    /// The embedded processor's position in the log (a consumer's is its offsets).
-    pub position: AtomicU64,
     /// Schema-registry calls retried because the registry was unavailable (an outage ridden out
     /// rather than good data dead-lettered).
     pub registry_retries: AtomicU64,
@@ -46,8 +43,6 @@ impl Default for ProcessStats {
             records: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            position: AtomicU64::new(0),
             registry_retries: AtomicU64::new(0),
             latency_micros: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
@@ -183,7 +178,6 @@ impl ProcessingCore {
         self.stats
             .dead_letters
             .fetch_add(dead_count as u64, Relaxed);
-        self.stats.batches.fetch_add(1, Relaxed);
     }
 }
 

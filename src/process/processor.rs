@@ -15,7 +15,6 @@ use crate::sink::{AnyStore, Commit, DeadLetter, SinkError};
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, ReaderPosition};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +85,6 @@ impl Processor {
         if position > last {
             return Err(ProcessError::PositionPastEnd { position, last });
         }
-        let stats = self.core.stats();
-        stats.position.store(position, Relaxed);
         LogEnd { last_seq: last }.emit();
         ReaderPosition {
             reader: Component::Processor,
@@ -162,7 +159,6 @@ impl Processor {
             }
             .emit();
             position = end;
-            stats.position.store(position, Relaxed);
             records += batch.len() as u64;
             rows_total += batch_rows.len() as u64;
             dead_total += dead.len() as u64;
@@ -174,7 +170,7 @@ impl Processor {
             rows: rows_total,
             dead_letters: dead_total,
             position,
-            latency_micros: stats.latency_micros(),
+            latency_micros: self.core.stats().latency_micros(),
         })
     }
 }
