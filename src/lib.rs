@@ -35,6 +35,7 @@ pub mod registry;
 pub mod scheduler;
 pub mod sink;
 pub mod source;
+pub mod sqlite;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tls;

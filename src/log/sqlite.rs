@@ -61,15 +61,12 @@ impl SqliteLog {
     /// new records would reuse those sequence numbers and be skipped. With `FULL`, a committed
     /// append survives power loss.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let conn = Connection::open(path).map_err(sql("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(sql("set busy timeout"))?;
+        let mut conn = crate::sqlite::open(path).map_err(sql("open"))?;
         // Records are ~1 KB; 16 KB pages hold a dozen each and cut page reads and writes by
         // four (only takes effect when the file is created).
         conn.pragma_update(None, "page_size", 16_384)
             .map_err(sql("set page size"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("enable WAL"))?;
+        crate::sqlite::enable_wal(&conn).map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("set synchronous"))?;
         let version: i64 = conn
@@ -83,7 +80,7 @@ impl SqliteLog {
                 ),
             });
         }
-        conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
+        crate::sqlite::create_schema(&mut conn, SCHEMA).map_err(sql("create schema"))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sql("set schema version"))?;
         let fresh_id = uuid::Uuid::new_v4().to_string();

@@ -52,11 +52,11 @@ fn parse(schema: &str) -> Result<(Schema, String), RegistryError> {
 
 impl RegistryStore {
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mut conn = crate::sqlite::open(path)?;
+        crate::sqlite::enable_wal(&conn)?;
         // A registered id must survive anything: producers embed it in every message.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        crate::sqlite::create_schema(&mut conn, SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

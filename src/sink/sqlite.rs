@@ -91,11 +91,8 @@ impl SqliteStore {
     /// back to an earlier commit, rows and position together, and the processor then re-reads the
     /// log from that position and rewrites the same rows.
     pub fn open(path: &Path) -> Result<Self, SinkError> {
-        let mut conn = Connection::open(path).map_err(sql("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(sql("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("enable WAL"))?;
+        let mut conn = crate::sqlite::open(path).map_err(sql("open"))?;
+        crate::sqlite::enable_wal(&conn).map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql("set synchronous"))?;
         // Upserts by random UUID touch index pages all over the file; with SQLite's default 2 MB

@@ -50,14 +50,11 @@ fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> HistoryError {
 impl SqliteRunHistory {
     /// Opens (creating if needed) the history at `path`.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
-        let conn = Connection::open(path).map_err(sql("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(sql("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("enable WAL"))?;
+        let mut conn = crate::sqlite::open(path).map_err(sql("open"))?;
+        crate::sqlite::enable_wal(&conn).map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("set synchronous"))?;
-        conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
+        crate::sqlite::create_schema(&mut conn, SCHEMA).map_err(sql("create schema"))?;
         Ok(Self { conn: conn.into() })
     }
 

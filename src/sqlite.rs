@@ -1,0 +1,97 @@
+//! SQLite set-up shared by the embedded log ([`crate::log::SqliteLog`]), store
+//! ([`crate::sink::SqliteStore`]), run history and schema registry: several processes may open
+//! the same file at the same moment (`process --processors 3`, two schedulers), and each of them
+//! must then wait its turn rather than fail.
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use std::time::{Duration, Instant};
+
+/// How long a statement waits for another process's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens (creating if needed) the file at `path`, waiting up to [`BUSY_TIMEOUT`] on locks.
+pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Switches `conn` to WAL mode.
+///
+/// A busy timeout alone does not make this safe to run from two processes at once. The switch
+/// reads the file under a shared lock and then needs an exclusive one; when two connections hold
+/// the shared lock and both ask for more, SQLite refuses at once with `SQLITE_BUSY` and does not
+/// call the busy handler, since waiting could deadlock. So the statement is retried from scratch,
+/// its locks released in between. WAL mode is stored in the file: once one process has switched
+/// it, the others find it set and need no exclusive lock.
+pub fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    retry_busy(|| {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+    })
+    .map(drop)
+}
+
+/// Runs `batch` (schema statements) in one write transaction.
+///
+/// `BEGIN IMMEDIATE` takes the write lock first, through the busy handler. Run in autocommit
+/// instead, a `CREATE TABLE IF NOT EXISTS` reads the schema and then upgrades to a write, and in
+/// WAL mode an upgrade after another process's commit fails at once (`SQLITE_BUSY_SNAPSHOT`).
+pub fn create_schema(conn: &mut Connection, batch: &str) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(batch)?;
+    tx.commit()
+}
+
+/// Retries `op` while it fails with `SQLITE_BUSY`, for up to [`BUSY_TIMEOUT`], for the statements
+/// that SQLite fails without calling the busy handler.
+fn retry_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match op() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many connections opening one fresh file at once, as `process --processors N` does, all
+    /// get WAL mode and the schema; before the retry, some failed with "database is locked".
+    #[test]
+    fn concurrent_opens_of_a_fresh_file_all_succeed() {
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("fresh-{round}.db"));
+            let barrier = std::sync::Barrier::new(6);
+            std::thread::scope(|scope| {
+                let opens: Vec<_> = (0..6)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            let mut conn = open(&path)?;
+                            enable_wal(&conn)?;
+                            create_schema(&mut conn, "CREATE TABLE IF NOT EXISTS t (x INTEGER);")
+                        })
+                    })
+                    .collect();
+                for opened in opens {
+                    opened.join().unwrap().unwrap();
+                }
+            });
+            let conn = open(&path).unwrap();
+            let mode: String = conn
+                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+    }
+}
