@@ -4,13 +4,15 @@
 //! must then wait its turn rather than fail.
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a statement waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Opens (creating if needed) the file at `path`, waiting up to [`BUSY_TIMEOUT`] on locks.
-pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
@@ -40,6 +42,49 @@ pub fn create_schema(conn: &mut Connection, batch: &str) -> rusqlite::Result<()>
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(batch)?;
     tx.commit()
+}
+
+/// Which file a database path named when it was opened, to notice when the path later names
+/// another file, or none.
+///
+/// A process whose database file is deleted or replaced under it keeps writing to the old file
+/// through its open descriptor, and every commit succeeds; but whoever opens the path next (the
+/// same process after a restart, `query`, `audit`) finds none of that work. Readiness reports this
+/// rather than a healthy process whose writes will vanish.
+#[derive(Debug, Clone)]
+pub struct FileId {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The file `path` names now.
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// `Err` saying what happened when the path no longer names the opened file.
+    pub fn check(&self) -> Result<(), String> {
+        let path = self.path.display();
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == (self.dev, self.ino) => Ok(()),
+            Ok(_) => Err(format!(
+                "{path} was replaced by another file after this process opened it; \
+                 what it writes now is lost at restart"
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "{path} was removed after this process opened it; what it writes now is lost \
+                 at restart"
+            )),
+            Err(e) => Err(format!("{path}: {e}")),
+        }
+    }
 }
 
 /// Retries `op` while it fails with `SQLITE_BUSY`, for up to [`BUSY_TIMEOUT`], for the statements
@@ -93,5 +138,21 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, "wal");
         }
+    }
+
+    #[test]
+    fn a_file_id_notices_its_path_removed_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        std::fs::write(&path, "one").unwrap();
+        let id = FileId::of(&path).unwrap();
+        assert_eq!(id.check(), Ok(()));
+        let moved = dir.path().join("moved.db");
+        std::fs::rename(&path, &moved).unwrap();
+        assert!(id.check().unwrap_err().contains("was removed"));
+        // Written beside and renamed over, as an editor or a restore from backup does.
+        std::fs::write(dir.path().join("b.db"), "two").unwrap();
+        std::fs::rename(dir.path().join("b.db"), &path).unwrap();
+        assert!(id.check().unwrap_err().contains("was replaced"));
     }
 }

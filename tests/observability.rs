@@ -86,3 +86,58 @@ fn the_shipped_prometheus_config_and_alert_rules_pass_promtool() {
         );
     }
 }
+
+/// `/readyz`'s probes on the embedded defaults, where taking a dependency away means taking its
+/// SQLite file: each file removed, or replaced (as a restore from backup renames a copy over
+/// it), is named with what happened, and the others stay ready. The process could not tell
+/// otherwise: its open connections go on writing to the old file, which no one opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_each_embedded_file_taken_away() {
+    use figment::providers::{Format, Toml};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = userstream::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    config.jobs = vec![
+        figment::Figment::from(Toml::string(
+            "name = \"hourly\"\nevery = \"1h\"\nusers = 10\n",
+        ))
+        .extract()
+        .unwrap(),
+    ];
+    let readiness = userstream::pipeline::endpoints::readiness(&config)
+        .await
+        .unwrap();
+    assert_eq!(support::not_ready(&readiness).await, Vec::<&str>::new());
+
+    std::fs::remove_file(config.store_path()).unwrap();
+    assert_eq!(support::not_ready(&readiness).await, ["store"]);
+    let copy = dir.path().join("log.db.restored");
+    std::fs::copy(config.log_path(), &copy).unwrap();
+    std::fs::rename(&copy, config.log_path()).unwrap();
+    assert_eq!(support::not_ready(&readiness).await, ["log", "store"]);
+    std::fs::remove_file(config.meta_path()).unwrap();
+    assert_eq!(
+        support::not_ready(&readiness).await,
+        ["log", "store", "history"]
+    );
+
+    let reasons: std::collections::HashMap<_, _> = readiness.check().await.into_iter().collect();
+    let reason = |name: &str| reasons[name].clone().unwrap_err();
+    assert!(
+        reason("store").contains("store.db was removed"),
+        "{}",
+        reason("store")
+    );
+    assert!(
+        reason("log").contains("log.db was replaced"),
+        "{}",
+        reason("log")
+    );
+    assert!(
+        reason("history").contains("meta.db was removed"),
+        "{}",
+        reason("history")
+    );
+}

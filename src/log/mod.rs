@@ -25,6 +25,9 @@ pub enum LogError {
     Postgres(#[from] crate::postgres::PgError),
     #[error("raw log at {path}: {reason}")]
     Incompatible { path: String, reason: String },
+    /// The log's file is no longer at its path (see [`crate::sqlite::FileId`]).
+    #[error("raw log: {0}")]
+    FileGone(String),
 }
 
 /// One stored raw record.
@@ -90,6 +93,10 @@ pub trait RawLog: Send + Sync {
     }
     /// The highest sequence number written so far (0 when empty).
     async fn last_seq(&self) -> Result<u64, LogError>;
+    /// Whether the log answers and still holds what is written to it: readiness's probe.
+    async fn ready(&self) -> Result<(), LogError> {
+        self.last_seq().await.map(drop)
+    }
     /// Charges `users` to the API budget `key` if they fit in its sliding `window` of `limit`
     /// users (or nothing is charged in it yet), and answers `None`; else charges nothing and
     /// answers how long until the oldest charge leaves the window. Atomic across every process

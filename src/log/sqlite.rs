@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS ingest_cursors (
 pub struct SqliteLog {
     conn: tokio_rusqlite::Connection,
     log_id: String,
+    file: crate::sqlite::FileId,
 }
 
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> LogError {
@@ -94,9 +95,12 @@ impl SqliteLog {
                 r.get(0)
             })
             .map_err(sql("read log id"))?;
+        let file = crate::sqlite::FileId::of(path)
+            .map_err(|e| LogError::FileGone(format!("{}: {e}", path.display())))?;
         Ok(Self {
             conn: conn.into(),
             log_id,
+            file,
         })
     }
 
@@ -113,6 +117,11 @@ impl SqliteLog {
 impl RawLog for SqliteLog {
     fn log_id(&self) -> &str {
         &self.log_id
+    }
+
+    async fn ready(&self) -> Result<(), LogError> {
+        self.file.check().map_err(LogError::FileGone)?;
+        self.last_seq().await.map(drop)
     }
 
     async fn append(&self, batch: AppendBatch<'_>) -> Result<Option<u64>, LogError> {

@@ -20,8 +20,10 @@ pub fn embedded_registry(config: &Config) -> anyhow::Result<Router> {
 }
 
 /// One probe per dependency `config` names: the log and the store always; on the Kafka path the
-/// brokers (`bus`) and the registry; with `[[jobs]]`, the run history. Each probe holds its own connection, opened here, so a
-/// probe never waits behind the pipeline's own work on a shared one.
+/// brokers (`bus`) and the registry; with `[[jobs]]`, the run history. Each probe holds its own
+/// connection, opened here, so a probe never waits behind the pipeline's own work on a shared
+/// one. An embedded (SQLite) dependency is taken away by removing or replacing its file: the
+/// process would go on writing to a file no one opens again (see [`crate::sqlite::FileId`]).
 pub async fn readiness(config: &Config) -> anyhow::Result<Readiness> {
     let log = open_log(config)
         .await
@@ -33,20 +35,17 @@ pub async fn readiness(config: &Config) -> anyhow::Result<Readiness> {
         Probe::new("log", move || {
             let log = Arc::clone(&log);
             async move {
-                log.last_seq()
+                log.ready()
                     .await
-                    .map(drop)
                     .map_err(|e| crate::error_chain::describe(&e))
             }
         }),
-        // A primary-key read: one round trip on every store, whatever its size.
         Probe::new("store", move || {
             let store = Arc::clone(&store);
             async move {
                 store
-                    .get(uuid::Uuid::nil())
+                    .ready()
                     .await
-                    .map(drop)
                     .map_err(|e| crate::error_chain::describe(&e))
             }
         }),
@@ -88,9 +87,8 @@ pub async fn readiness(config: &Config) -> anyhow::Result<Readiness> {
             let history = Arc::clone(&history);
             async move {
                 history
-                    .last_slot("")
+                    .ready()
                     .await
-                    .map(drop)
                     .map_err(|e| crate::error_chain::describe(&e))
             }
         }));

@@ -34,6 +34,9 @@ pub enum SinkError {
     Cassandra(#[from] cassandra::CassandraError),
     #[error("store at {path}: {reason}")]
     Incompatible { path: String, reason: String },
+    /// The store's file is no longer at its path (see [`crate::sqlite::FileId`]).
+    #[error("store: {0}")]
+    FileGone(String),
 }
 
 /// A record that failed validation, kept with its reason and its raw bytes.

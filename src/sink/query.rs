@@ -31,6 +31,11 @@ pub struct DeadLetterEntry {
 pub trait UserQuery: Send + Sync {
     async fn count(&self) -> Result<u64, SinkError>;
     async fn get(&self, id: Uuid) -> Result<Option<UserRow>, SinkError>;
+    /// Whether the store answers and still holds what is written to it: readiness's probe. A
+    /// primary-key read is one round trip on every store, whatever its size.
+    async fn ready(&self) -> Result<(), SinkError> {
+        self.get(Uuid::nil()).await.map(drop)
+    }
     /// The `limit` most recently stored users, newest first.
     async fn latest(&self, limit: usize) -> Result<Vec<UserRow>, SinkError>;
     async fn filter(&self, filter: &UserFilter) -> Result<Vec<UserRow>, SinkError>;

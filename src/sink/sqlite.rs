@@ -74,6 +74,7 @@ const SELECT_USERS: &str = "SELECT id, first_name, last_name, gender, address, p
 /// The embedded store in one SQLite file.
 pub struct SqliteStore {
     conn: tokio_rusqlite::Connection,
+    file: crate::sqlite::FileId,
 }
 
 /// Rows per page of the id and dead-letter scans: what one call to the connection's thread
@@ -130,7 +131,12 @@ impl SqliteStore {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sql("set schema version"))?;
         tx.commit().map_err(sql("commit schema upgrade"))?;
-        Ok(Self { conn: conn.into() })
+        let file = crate::sqlite::FileId::of(path)
+            .map_err(|e| SinkError::FileGone(format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            conn: conn.into(),
+            file,
+        })
     }
 
     /// Runs `op` on the connection's thread.
@@ -302,6 +308,11 @@ fn write_batch(
 
 #[async_trait::async_trait]
 impl UserQuery for SqliteStore {
+    async fn ready(&self) -> Result<(), SinkError> {
+        self.file.check().map_err(SinkError::FileGone)?;
+        self.get(Uuid::nil()).await.map(drop)
+    }
+
     async fn count(&self) -> Result<u64, SinkError> {
         self.with(|conn| {
             conn.query_row("SELECT count(*) FROM created_users", [], |r| r.get(0))

@@ -165,6 +165,9 @@ pub enum HistoryError {
     Postgres(#[from] crate::postgres::PgError),
     #[error("run history: a stored row is unreadable: {0}")]
     Corrupt(String),
+    /// The history's file is no longer at its path (see [`crate::sqlite::FileId`]).
+    #[error("run history: {0}")]
+    FileGone(String),
 }
 
 /// The durable record of runs, shared by every process that schedules the same jobs.
@@ -219,6 +222,11 @@ pub trait RunHistory: Send + Sync {
 
     /// The newest slot recorded for `job`: where its schedule resumes after a restart.
     async fn last_slot(&self, job: &str) -> Result<Option<DateTime<Utc>>, HistoryError>;
+
+    /// Whether the history answers and still holds what is written to it: readiness's probe.
+    async fn ready(&self) -> Result<(), HistoryError> {
+        self.last_slot("").await.map(drop)
+    }
 }
 
 pub type History = Arc<dyn RunHistory>;

@@ -41,6 +41,7 @@ CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job, status, created_at)
 
 pub struct SqliteRunHistory {
     conn: tokio_rusqlite::Connection,
+    file: crate::sqlite::FileId,
 }
 
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> HistoryError {
@@ -55,7 +56,12 @@ impl SqliteRunHistory {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("set synchronous"))?;
         crate::sqlite::create_schema(&mut conn, SCHEMA).map_err(sql("create schema"))?;
-        Ok(Self { conn: conn.into() })
+        let file = crate::sqlite::FileId::of(path)
+            .map_err(|e| HistoryError::FileGone(format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            conn: conn.into(),
+            file,
+        })
     }
 
     async fn with<T: Send + 'static>(
@@ -131,6 +137,11 @@ fn write(conn: &Connection, run: &RunRecord, lease_until: Option<i64>) -> Result
 
 #[async_trait::async_trait]
 impl RunHistory for SqliteRunHistory {
+    async fn ready(&self) -> Result<(), HistoryError> {
+        self.file.check().map_err(HistoryError::FileGone)?;
+        self.last_slot("").await.map(drop)
+    }
+
     async fn insert(
         &self,
         run: NewRun,
