@@ -414,6 +414,7 @@ async fn the_run_history_keeps_its_guarantees_on_postgres() {
     a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(&a, &b, "lease").await;
     a_record_round_trips_every_field(&a, "fields").await;
     a_queued_run_can_be_cancelled_and_a_started_one_cannot(&a, "cancel").await;
+    the_queue_is_capped_whoever_records(&a, &b, "cap").await;
 }
 
 /// `jobs runs` as JSON, through the binary.

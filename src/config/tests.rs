@@ -203,6 +203,11 @@ fn jobs_are_read_and_each_mistake_is_named() {
         err.contains("set users (users per run) or duration"),
         "{err}"
     );
+    let err = invalid("every = \"1h\"\nusers = 1\noverlap = \"queue\"\nmax_queued = 0\n");
+    assert!(
+        err.contains("jobs.j.max_queued = 0 would queue nothing"),
+        "{err}"
+    );
     let err = invalid("every = \"1h\"\nusers = 0\n");
     assert!(err.contains("jobs.j.users = 0"), "{err}");
     let err = invalid("every = \"10ms\"\nusers = 1\n");

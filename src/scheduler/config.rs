@@ -44,6 +44,10 @@ pub struct JobConfig {
     /// What happens to a slot that comes due while the job's previous run is still going.
     #[serde(default)]
     pub overlap: OverlapPolicy,
+    /// With `overlap = "queue"`: how many runs may wait behind the live one. A slot or a
+    /// manual trigger past that is recorded as skipped, saying so.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: u32,
     /// Which slots missed while no scheduler was up are run at the next start.
     #[serde(default)]
     pub catch_up: CatchUpPolicy,
@@ -110,6 +114,9 @@ fn default_retries() -> u32 {
 fn default_retry_backoff() -> Duration {
     Duration::from_secs(10)
 }
+fn default_max_queued() -> u32 {
+    10
+}
 fn default_timeout() -> Duration {
     Duration::from_secs(60 * 60)
 }
@@ -152,6 +159,17 @@ impl JobConfig {
         }
     }
 
+    /// When a new run of the job is queued, and when skipped.
+    pub fn admission(&self) -> crate::scheduler::history::Admission {
+        use crate::scheduler::history::Admission;
+        match self.overlap {
+            OverlapPolicy::Skip => Admission::WhenIdle,
+            OverlapPolicy::Queue => Admission::Queue {
+                max_queued: self.max_queued,
+            },
+        }
+    }
+
     /// Every check on one job.
     pub fn validate(&self) -> anyhow::Result<()> {
         let name = &self.name;
@@ -168,6 +186,11 @@ impl JobConfig {
         if self.every.is_some() && self.timezone != "UTC" {
             anyhow::bail!(
                 "jobs.{name}: timezone applies to cron only; an interval falls on multiples of itself since the epoch (UTC)"
+            );
+        }
+        if self.overlap == OverlapPolicy::Queue && self.max_queued == 0 {
+            anyhow::bail!(
+                "jobs.{name}.max_queued = 0 would queue nothing; set overlap = \"skip\" instead"
             );
         }
         if self.timeout.is_zero() {

@@ -6,8 +6,8 @@
 //! recording a slot is idempotent across processes, and running it takes a claim.
 
 use super::Clock;
-use super::config::{CatchUpPolicy, JobConfig, OverlapPolicy, RunSize};
-use super::history::{History, NewRun, RunRecord, RunStatus, RunTrigger};
+use super::config::{CatchUpPolicy, JobConfig, RunSize};
+use super::history::{Admission, History, NewRun, RunRecord, RunStatus, RunTrigger};
 use super::runner::{RunContext, execute_run};
 use super::timing::Timing;
 use crate::telemetry::events::{InternalEvent, JobRunStatus, register_job_series};
@@ -230,8 +230,8 @@ impl Scheduler {
             tracing::info!(job = %name, count, %first, %newest, policy = ?job.config.catch_up, "slots missed while no scheduler was up");
             match job.config.catch_up {
                 CatchUpPolicy::All => {
-                    // Queued one behind the other, whatever the overlap policy: running them
-                    // all is what this policy asks for.
+                    // Queued one behind the other, whatever the overlap policy and queue cap:
+                    // running them all is what this policy asks for.
                     for slot in missed {
                         let run = NewRun {
                             job: name.clone(),
@@ -241,7 +241,7 @@ impl Scheduler {
                             status: RunStatus::Queued,
                             error: None,
                         };
-                        self.record(run, false).await?;
+                        self.record(run, Admission::Always).await?;
                     }
                 }
                 CatchUpPolicy::Latest => {
@@ -260,7 +260,7 @@ impl Scheduler {
                             status: RunStatus::Skipped,
                             error: Some(error),
                         },
-                        false,
+                        Admission::Always,
                     )
                     .await?;
                 }
@@ -288,17 +288,16 @@ impl Scheduler {
             status: RunStatus::Queued,
             error: None,
         };
-        self.record(run, job.config.overlap == OverlapPolicy::Skip)
-            .await
+        self.record(run, job.config.admission()).await
     }
 
-    async fn record(&self, run: NewRun, skip_if_busy: bool) -> anyhow::Result<Option<RunRecord>> {
-        record(&self.ctx.history, &self.ctx.clock, run, skip_if_busy).await
+    async fn record(&self, run: NewRun, admission: Admission) -> anyhow::Result<Option<RunRecord>> {
+        record(&self.ctx.history, &self.ctx.clock, run, admission).await
     }
 }
 
-/// Records a manual run of `job` (queued, or skipped when the job is busy and its overlap policy
-/// is skip), for this or another process to claim.
+/// Records a manual run of `job` (queued, or skipped when the job's overlap policy refuses it),
+/// for this or another process to claim.
 pub async fn record_manual(
     history: &History,
     clock: &Clock,
@@ -313,8 +312,7 @@ pub async fn record_manual(
         status: RunStatus::Queued,
         error: None,
     };
-    let skip = job.config.overlap == OverlapPolicy::Skip;
-    Ok(record(history, clock, run, skip)
+    Ok(record(history, clock, run, job.config.admission())
         .await?
         .expect("a manual run has no slot to conflict on"))
 }
@@ -324,9 +322,9 @@ async fn record(
     history: &History,
     clock: &Clock,
     run: NewRun,
-    skip_if_busy: bool,
+    admission: Admission,
 ) -> anyhow::Result<Option<RunRecord>> {
-    let recorded = history.insert(run, skip_if_busy, clock.now()).await?;
+    let recorded = history.insert(run, admission, clock.now()).await?;
     if let Some(run) = &recorded {
         JobRunStatus::from(run).emit();
     }

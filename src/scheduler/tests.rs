@@ -4,7 +4,7 @@
 
 use super::config::{CatchUpPolicy, JobConfig, OverlapPolicy, RunSize};
 use super::executor::JobExecutor;
-use super::history::{History, Lease, NewRun, SqliteRunHistory};
+use super::history::{Admission, History, Lease, NewRun, SqliteRunHistory};
 use super::scheduler::{record_manual, run_manual};
 use super::*;
 use crate::ingest::IngestStats;
@@ -89,6 +89,7 @@ fn job(name: &str) -> JobConfig {
         retry_backoff: Duration::from_millis(20),
         timeout: Duration::from_secs(30),
         overlap: OverlapPolicy::Skip,
+        max_queued: 10,
         catch_up: CatchUpPolicy::Latest,
     }
 }
@@ -331,6 +332,34 @@ async fn a_slot_due_during_a_run_waits_under_the_queue_policy() {
     assert!(runs.iter().all(|r| r.status != RunStatus::Running));
 }
 
+/// A job that keeps outrunning its schedule under the queue policy falls behind by at most
+/// `max_queued` slots; the slots past that are recorded skipped, saying why.
+#[tokio::test]
+async fn the_queue_policy_queues_at_most_max_queued_runs() {
+    let h = Harness::new(Script::Take(Duration::from_millis(700)));
+    let queueing = JobConfig {
+        overlap: OverlapPolicy::Queue,
+        max_queued: 1,
+        ..job("slow")
+    };
+    let runs = h
+        .schedule_until(vec![queueing], Clock::System, |runs| {
+            count(runs, RunStatus::Succeeded) >= 2 && count(runs, RunStatus::Skipped) >= 1
+        })
+        .await;
+    assert_never_overlapped(&runs);
+    let skipped = runs
+        .iter()
+        .find(|r| r.status == RunStatus::Skipped)
+        .unwrap();
+    assert!(
+        skipped.error.as_deref().unwrap().contains("max_queued = 1"),
+        "{:?}",
+        skipped.error
+    );
+    assert!(count(&runs, RunStatus::Queued) <= 1, "{runs:#?}");
+}
+
 /// A history whose newest slot of `every-minute` is ten minutes before `now`.
 async fn after_downtime(h: &Harness, now: DateTime<Utc>) -> JobConfig {
     let job = JobConfig {
@@ -350,7 +379,7 @@ async fn after_downtime(h: &Harness, now: DateTime<Utc>) -> JobConfig {
                 status: RunStatus::Skipped,
                 error: None,
             },
-            false,
+            Admission::Always,
             last,
         )
         .await
@@ -465,7 +494,7 @@ async fn a_run_whose_process_died_resumes_once_with_what_is_left() {
                 status: RunStatus::Queued,
                 error: None,
             },
-            false,
+            Admission::Always,
             slot,
         )
         .await
@@ -559,10 +588,10 @@ impl super::history::RunHistory for Unreachable {
     async fn insert(
         &self,
         run: NewRun,
-        skip_if_busy: bool,
+        admission: Admission,
         now: DateTime<Utc>,
     ) -> Result<Option<RunRecord>, super::history::HistoryError> {
-        self.inner.insert(run, skip_if_busy, now).await
+        self.inner.insert(run, admission, now).await
     }
     async fn claim(
         &self,

@@ -20,6 +20,9 @@ fn slot_run(job: &str, slot: i64) -> NewRun {
     }
 }
 
+/// `overlap = "queue"` with the default cap.
+const QUEUE: Admission = Admission::Queue { max_queued: 10 };
+
 fn lease(owner: &str, until: i64) -> Lease {
     Lease {
         owner: owner.into(),
@@ -35,19 +38,19 @@ pub async fn a_slot_is_recorded_once_whoever_sees_it(
     job: &str,
 ) {
     assert!(
-        a.insert(slot_run(job, 60), false, at(60))
+        a.insert(slot_run(job, 60), QUEUE, at(60))
             .await
             .unwrap()
             .is_some()
     );
     assert!(
-        b.insert(slot_run(job, 60), false, at(61))
+        b.insert(slot_run(job, 60), QUEUE, at(61))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        b.insert(slot_run(job, 120), false, at(120))
+        b.insert(slot_run(job, 120), QUEUE, at(120))
             .await
             .unwrap()
             .is_some()
@@ -63,7 +66,7 @@ pub async fn only_one_process_claims_and_a_busy_job_skips_new_slots(
     b: &dyn RunHistory,
     job: &str,
 ) {
-    a.insert(slot_run(job, 60), true, at(60))
+    a.insert(slot_run(job, 60), Admission::WhenIdle, at(60))
         .await
         .unwrap()
         .unwrap();
@@ -81,7 +84,7 @@ pub async fn only_one_process_claims_and_a_busy_job_skips_new_slots(
     );
     // The next slot comes due while the first run is live: skip.
     let skipped = b
-        .insert(slot_run(job, 70), true, at(70))
+        .insert(slot_run(job, 70), Admission::WhenIdle, at(70))
         .await
         .unwrap()
         .unwrap();
@@ -91,7 +94,7 @@ pub async fn only_one_process_claims_and_a_busy_job_skips_new_slots(
         "the reason is recorded"
     );
     // Queue policy: recorded queued, claimed only after the first run ends.
-    b.insert(slot_run(job, 80), false, at(80))
+    b.insert(slot_run(job, 80), QUEUE, at(80))
         .await
         .unwrap()
         .unwrap();
@@ -120,7 +123,7 @@ pub async fn a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(
     job: &str,
 ) {
     let run = a
-        .insert(slot_run(job, 60), false, at(60))
+        .insert(slot_run(job, 60), QUEUE, at(60))
         .await
         .unwrap()
         .unwrap();
@@ -175,7 +178,7 @@ pub async fn a_lapsed_lease_resumes_the_run_elsewhere_until_attempts_run_out(
 #[allow(clippy::missing_panics_doc)]
 pub async fn a_record_round_trips_every_field(a: &dyn RunHistory, job: &str) {
     let mut run = a
-        .insert(slot_run(job, 60), false, at(60))
+        .insert(slot_run(job, 60), QUEUE, at(60))
         .await
         .unwrap()
         .unwrap();
@@ -198,7 +201,7 @@ pub async fn a_record_round_trips_every_field(a: &dyn RunHistory, job: &str) {
 #[allow(clippy::missing_panics_doc)]
 pub async fn a_queued_run_can_be_cancelled_and_a_started_one_cannot(a: &dyn RunHistory, job: &str) {
     let queued = a
-        .insert(slot_run(job, 60), false, at(60))
+        .insert(slot_run(job, 60), QUEUE, at(60))
         .await
         .unwrap()
         .unwrap();
@@ -213,7 +216,7 @@ pub async fn a_queued_run_can_be_cancelled_and_a_started_one_cannot(a: &dyn RunH
         (RunStatus::Failed, Some("stopped"))
     );
     let started = a
-        .insert(slot_run(job, 120), false, at(120))
+        .insert(slot_run(job, 120), QUEUE, at(120))
         .await
         .unwrap()
         .unwrap();
@@ -226,4 +229,43 @@ pub async fn a_queued_run_can_be_cancelled_and_a_started_one_cannot(a: &dyn RunH
             .await
             .unwrap()
     );
+}
+
+/// Panics when the guarantee does not hold.
+#[allow(clippy::missing_panics_doc)]
+pub async fn the_queue_is_capped_whoever_records(
+    a: &dyn RunHistory,
+    b: &dyn RunHistory,
+    job: &str,
+) {
+    let cap = Admission::Queue { max_queued: 2 };
+    a.insert(slot_run(job, 60), cap, at(60))
+        .await
+        .unwrap()
+        .unwrap();
+    a.claim(job, None, &lease("a", 600), 3, at(60))
+        .await
+        .unwrap()
+        .unwrap();
+    // Two wait behind the live run, whichever process records them; the third is refused.
+    for (history, slot) in [(a, 70), (b, 80)] {
+        let queued = history.insert(slot_run(job, slot), cap, at(slot)).await;
+        assert_eq!(queued.unwrap().unwrap().status, RunStatus::Queued);
+    }
+    let refused = b
+        .insert(slot_run(job, 90), cap, at(90))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused.status, RunStatus::Skipped);
+    assert!(
+        refused.error.as_deref().unwrap().contains("max_queued = 2"),
+        "{:?}",
+        refused.error
+    );
+    // Catch-up's `all` queues whatever waits.
+    let caught_up = a
+        .insert(slot_run(job, 100), Admission::Always, at(100))
+        .await;
+    assert_eq!(caught_up.unwrap().unwrap().status, RunStatus::Queued);
 }

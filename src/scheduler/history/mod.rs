@@ -174,12 +174,12 @@ pub enum HistoryError {
 #[async_trait::async_trait]
 pub trait RunHistory: Send + Sync {
     /// Records `run` and returns it, or `None` when its `(job, slot)` is already recorded (by
-    /// this or another process). With `skip_if_busy`, a queued run is recorded as skipped
-    /// instead when the job has a live or queued run: checked in the same transaction.
+    /// this or another process). A queued run is recorded as skipped instead when `admission`
+    /// refuses it, counting the job's queued and live runs in the same transaction.
     async fn insert(
         &self,
         run: NewRun,
-        skip_if_busy: bool,
+        admission: Admission,
         now: DateTime<Utc>,
     ) -> Result<Option<RunRecord>, HistoryError>;
 
@@ -311,9 +311,42 @@ impl RunColumns {
     }
 }
 
-/// A new run's record, before it is written.
-pub(crate) fn new_record(run: NewRun, skipped: bool, now: DateTime<Utc>) -> RunRecord {
-    let busy = skipped && run.status != RunStatus::Skipped;
+/// Whether a new run of a job is recorded queued or skipped, given the runs of the job already
+/// pending. Decided in the transaction that inserts the run, so processes recording at once can
+/// neither overlap runs nor overrun the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Queued whatever is pending: the missed slots of `catch_up = "all"`, which asks for every
+    /// one of them to run (at most [`crate::scheduler::timing::MAX_SLOTS`]).
+    Always,
+    /// Skipped while a run of the job is live or queued (`overlap = "skip"`).
+    WhenIdle,
+    /// Queued behind the live run, unless `max_queued` runs already wait (`overlap = "queue"`):
+    /// a job that keeps outrunning its schedule falls behind by a bounded number of slots and
+    /// records the rest as skipped, rather than growing a backlog it can never work off.
+    Queue { max_queued: u32 },
+}
+
+impl Admission {
+    /// Why a new run is skipped, with `queued` runs waiting and `live` running; `None`: queue it.
+    pub fn refusal(self, queued: u64, live: u64) -> Option<String> {
+        match self {
+            Admission::WhenIdle if queued + live > 0 => {
+                Some("the job's previous run was still going (overlap = skip)".into())
+            }
+            Admission::Queue { max_queued } if queued >= u64::from(max_queued) => Some(format!(
+                "{queued} runs of the job were already queued (overlap = queue, max_queued = {max_queued})"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A new run's record, before it is written; `refusal` (from [`Admission::refusal`]) records it
+/// skipped with that reason, unless it is a skipped record already with a reason of its own.
+pub(crate) fn new_record(run: NewRun, refusal: Option<String>, now: DateTime<Utc>) -> RunRecord {
+    let refusal = refusal.filter(|_| run.status != RunStatus::Skipped);
+    let skipped = refusal.is_some() || run.status == RunStatus::Skipped;
     RunRecord {
         run_id: uuid::Uuid::new_v4().to_string(),
         job: run.job,
@@ -336,11 +369,7 @@ pub(crate) fn new_record(run: NewRun, skipped: bool, now: DateTime<Utc>) -> RunR
         users_fetched: 0,
         users_published: 0,
         api_errors: BTreeMap::new(),
-        error: if busy {
-            Some("the job's previous run was still going (overlap = skip)".into())
-        } else {
-            run.error
-        },
+        error: refusal.or(run.error),
         owner: None,
     }
 }

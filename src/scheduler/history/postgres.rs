@@ -5,8 +5,8 @@
 //! named after the job, and a run's update on its row lock.
 
 use super::{
-    COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus, lapse,
-    micros, new_record,
+    Admission, COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus,
+    lapse, micros, new_record,
 };
 use crate::postgres::{Migration, PgError, Postgres, PostgresOptions, migrate};
 use chrono::{DateTime, Utc};
@@ -132,7 +132,7 @@ impl RunHistory for PostgresRunHistory {
     async fn insert(
         &self,
         run: NewRun,
-        skip_if_busy: bool,
+        admission: Admission,
         now: DateTime<Utc>,
     ) -> Result<Option<RunRecord>, HistoryError> {
         let mut client = self.pg.pool().get().await.map_err(PgError::from)?;
@@ -150,19 +150,18 @@ impl RunHistory for PostgresRunHistory {
                 return Ok(None);
             }
         }
-        let busy = skip_if_busy && {
-            let live: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM job_runs WHERE job = $1 AND \
-                     (status = 'queued' OR (status = 'running' AND lease_until >= $2))",
-                    &[&run.job, &micros(now)],
-                )
-                .await
-                .map_err(PgError::op("look for live runs"))?
-                .get(0);
-            live > 0
-        };
-        let record = new_record(run, busy, now);
+        let pending = tx
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'queued'), \
+                 count(*) FILTER (WHERE status = 'running' AND lease_until >= $2) \
+                 FROM job_runs WHERE job = $1",
+                &[&run.job, &micros(now)],
+            )
+            .await
+            .map_err(PgError::op("count pending runs"))?;
+        let (queued, live): (i64, i64) = (pending.get(0), pending.get(1));
+        let refusal = admission.refusal(queued.unsigned_abs(), live.unsigned_abs());
+        let record = new_record(run, refusal, now);
         write(&tx, &record, None).await?;
         tx.commit().await.map_err(PgError::op("commit"))?;
         Ok(Some(record))

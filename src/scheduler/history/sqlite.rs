@@ -7,8 +7,8 @@
 //! lost to a power cut could run a slot twice.
 
 use super::{
-    COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus, lapse,
-    micros, new_record,
+    Admission, COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus,
+    lapse, micros, new_record,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -145,7 +145,7 @@ impl RunHistory for SqliteRunHistory {
     async fn insert(
         &self,
         run: NewRun,
-        skip_if_busy: bool,
+        admission: Admission,
         now: DateTime<Utc>,
     ) -> Result<Option<RunRecord>, HistoryError> {
         self.with(move |conn| {
@@ -165,18 +165,17 @@ impl RunHistory for SqliteRunHistory {
                     return Ok(None);
                 }
             }
-            let busy = skip_if_busy && {
-                let live: i64 = tx
-                    .query_row(
-                        "SELECT count(*) FROM job_runs WHERE job = ?1 AND \
-                         (status = 'queued' OR (status = 'running' AND lease_until >= ?2))",
-                        params![run.job, micros(now)],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql("look for live runs"))?;
-                live > 0
-            };
-            let record = new_record(run, busy, now);
+            let (queued, live): (i64, i64) = tx
+                .query_row(
+                    "SELECT count(*) FILTER (WHERE status = 'queued'), \
+                     count(*) FILTER (WHERE status = 'running' AND lease_until >= ?2) \
+                     FROM job_runs WHERE job = ?1",
+                    params![run.job, micros(now)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(sql("count pending runs"))?;
+            let refusal = admission.refusal(queued.unsigned_abs(), live.unsigned_abs());
+            let record = new_record(run, refusal, now);
             write(&tx, &record, None)?;
             tx.commit().map_err(sql("commit"))?;
             Ok(Some(record))

@@ -41,3 +41,9 @@ async fn sqlite_cancels_only_queued_runs() {
     let (_dir, a, _) = two_processes();
     a_queued_run_can_be_cancelled_and_a_started_one_cannot(&a, "j").await;
 }
+
+#[tokio::test]
+async fn sqlite_caps_the_queue() {
+    let (_dir, a, b) = two_processes();
+    the_queue_is_capped_whoever_records(&a, &b, "j").await;
+}
