@@ -195,12 +195,26 @@ fn spawn(dir: &Path, args: &[&str], port: u16) -> Child {
         .unwrap()
 }
 
+/// `[http] token` of the tests that trigger over HTTP.
+const TOKEN: &str = "a-test-token";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_jobs_and_a_triggered_run_reaches_the_store() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "");
     let port = support::free_port();
-    let mut child = spawn(dir.path(), &["run"], port);
+    let mut child = {
+        let mut command = support::userstream_bin();
+        command
+            .current_dir(dir.path())
+            .env_remove("USERSTREAM_CONFIG")
+            .env("USERSTREAM_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("USERSTREAM_HTTP__TOKEN", TOKEN)
+            .args(["-q", "run"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        command.spawn().unwrap()
+    };
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     support::wait_for("the HTTP server", || {
@@ -222,11 +236,13 @@ async fn run_serves_jobs_and_a_triggered_run_reaches_the_store() {
     assert_eq!(jobs[0]["name"], "pull");
     assert!(jobs[0]["next_due"].is_string());
 
-    let response = http
-        .post(format!("{base}/jobs/pull/trigger?users=40"))
-        .send()
-        .await
-        .unwrap();
+    // A trigger changes state: without `[http] token`, or with a wrong one, it is refused.
+    let trigger = format!("{base}/jobs/pull/trigger?users=40");
+    let anonymous = http.post(&trigger).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http.post(&trigger).bearer_auth("guess").send();
+    assert_eq!(wrong.await.unwrap().status(), 401);
+    let response = http.post(&trigger).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(response.status(), 202);
     let queued: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(
@@ -293,6 +309,7 @@ async fn run_serves_jobs_and_a_triggered_run_reaches_the_store() {
 
     let missing = http
         .post(format!("{base}/jobs/nope/trigger"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();

@@ -172,7 +172,7 @@ async fn trigger(
 /// The scheduler alone, with `/jobs`, `/metrics` and the health endpoints.
 async fn schedule(config: &Config, jobs: &Jobs) -> anyhow::Result<()> {
     let cancel = shutdown_on_signal();
-    let endpoints = Endpoints::start(config, jobs.router(), cancel.clone()).await?;
+    let endpoints = Endpoints::start(config, jobs.router(&config.http)?, cancel.clone()).await?;
     tracing::info!(
         jobs = ?jobs.jobs.iter().map(|j| j.config.name.as_str()).collect::<Vec<_>>(),
         "scheduler started"

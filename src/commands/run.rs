@@ -29,7 +29,7 @@ pub fn execute(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
         }
         let jobs = crate::pipeline::jobs::Jobs::open(&config).await?;
         if let Some(jobs) = &jobs {
-            extra = extra.merge(jobs.router());
+            extra = extra.merge(jobs.router(&config.http)?);
         }
         let endpoints = Endpoints::start(&config, extra, cancel.clone()).await?;
         let summary = run_pipeline_with(&config, cancel, true, jobs.as_ref()).await;

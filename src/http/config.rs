@@ -10,6 +10,10 @@ pub struct HttpConfig {
     /// topics, which are nobody else's business until an operator opens them up. Port 0 takes
     /// a free port (logged). `"off"` serves nothing.
     pub listen: String,
+    /// The bearer token a request that changes state (`POST /jobs/NAME/trigger`) must send.
+    /// Unset, such requests are served on a loopback `listen` only (see [`super::auth`]). Best
+    /// given as `USERSTREAM_HTTP__TOKEN` rather than written into a file.
+    pub token: Option<super::auth::Token>,
 }
 
 impl Default for HttpConfig {
@@ -17,6 +21,7 @@ impl Default for HttpConfig {
         Self {
             // Prometheus' registered default port for exporters of this kind is 9464.
             listen: "127.0.0.1:9464".into(),
+            token: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (and the coming console), so they share one way to bind, one graceful shutdown, and, in
 //! `run`, one listener (`[http] listen`).
 
+pub mod auth;
 pub mod config;
 pub mod health;
 pub mod metrics;

@@ -51,14 +51,18 @@ impl Jobs {
             })
     }
 
-    /// `/jobs` for the process's HTTP server.
-    pub fn router(&self) -> axum::Router {
-        crate::scheduler::http::router(
+    /// `/jobs` for the process's HTTP server, its triggers guarded as `[http]` says.
+    pub fn router(&self, http: &crate::http::HttpConfig) -> anyhow::Result<axum::Router> {
+        let router = crate::scheduler::http::router(
             self.jobs.clone(),
             Arc::clone(&self.history),
             Clock::System,
             Arc::clone(&self.wake),
-        )
+        );
+        Ok(crate::http::auth::guard_writes(
+            router,
+            crate::http::auth::WriteAccess::new(http)?,
+        ))
     }
 
     /// How this process runs jobs: ingesting into the configured log, waking `signal`'s readers.
