@@ -260,7 +260,7 @@ pub enum JobsCommand {
     },
     /// Run a job now, in this process, and wait for its end (recorded as a manual run). The
     /// last line of stdout is the run as JSON. Exit code: 0 succeeded, 1 failed or timed out,
-    /// 99 skipped (the job was busy and its overlap policy is skip)
+    /// 99 skipped (the job was busy under overlap = skip, or max_queued runs already waited)
     Trigger {
         name: String,
         /// Users to fetch, instead of the job's size

@@ -292,6 +292,9 @@ impl Config {
             }
         }
         self.http.address()?;
+        if let Some(token) = &self.http.token {
+            token.validate()?;
+        }
         validate_jobs(&self.jobs, &self.scheduler)?;
         if self.postgres.pool_size == Some(0) {
             bail!("postgres.pool_size must be at least 1");

@@ -26,11 +26,24 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
 /// call the busy handler, since waiting could deadlock. So the statement is retried from scratch,
 /// its locks released in between. WAL mode is stored in the file: once one process has switched
 /// it, the others find it set and need no exclusive lock.
+///
+/// SQLite answers with the mode it is in, and keeps the old one where WAL is impossible (a
+/// network filesystem without shared memory). That is an error here, not a quiet fallback:
+/// readers would then block the writer, and the durability reasoning of each file assumes WAL.
 pub fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
-    retry_busy(|| {
+    let mode = retry_busy(|| {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-    })
-    .map(drop)
+    })?;
+    if mode.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(format!(
+            "the file stays in journal mode {mode:?}: WAL is not possible here (a network \
+             filesystem?); put the data directory on a local disk"
+        )),
+    ))
 }
 
 /// Runs `batch` (schema statements) in one write transaction.

@@ -196,7 +196,7 @@ fn spawn(dir: &Path, args: &[&str], port: u16) -> Child {
 }
 
 /// `[http] token` of the tests that trigger over HTTP.
-const TOKEN: &str = "a-test-token";
+const TOKEN: &str = "a-test-token-of-some-length";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_jobs_and_a_triggered_run_reaches_the_store() {

@@ -8,7 +8,8 @@ log into the store:
   history (``userstream jobs runs``), retries it with backoff as the job says, and enforces the
   job's timeout and no-overlap rule, across every process and host sharing the history. The exit
   code carries the outcome: 0 succeeded, 1 failed or timed out, 99 skipped (another run of the
-  job was still going and its overlap policy is ``skip``), which ``skip_on_exit_code`` maps to
+  job was still going under ``overlap = "skip"``, or ``max_queued`` runs already waited under
+  ``overlap = "queue"``), which ``skip_on_exit_code`` maps to
   Airflow's *skipped*. The run's JSON summary is the last line of stdout, so it becomes the task's
   XCom (``return_value``).
 * ``process`` runs ``userstream process``: everything in the log, into the store, then exits.

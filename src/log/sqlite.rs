@@ -70,7 +70,13 @@ impl SqliteLog {
         crate::sqlite::enable_wal(&conn).map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("set synchronous"))?;
-        let version: i64 = conn
+        // Version check, schema and log id in one write transaction, taken first (see
+        // `crate::sqlite::create_schema`): of processes opening a fresh log at once, one creates
+        // it and the others see it whole.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin schema upgrade"))?;
+        let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql("read schema version"))?;
         if version > SCHEMA_VERSION {
@@ -81,20 +87,21 @@ impl SqliteLog {
                 ),
             });
         }
-        crate::sqlite::create_schema(&mut conn, SCHEMA).map_err(sql("create schema"))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        tx.execute_batch(SCHEMA).map_err(sql("create schema"))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sql("set schema version"))?;
         let fresh_id = uuid::Uuid::new_v4().to_string();
-        conn.execute(
+        tx.execute(
             "INSERT OR IGNORE INTO log_meta (key, value) VALUES ('log_id', ?1)",
             [&fresh_id],
         )
         .map_err(sql("store log id"))?;
-        let log_id = conn
+        let log_id = tx
             .query_row("SELECT value FROM log_meta WHERE key = 'log_id'", [], |r| {
                 r.get(0)
             })
             .map_err(sql("read log id"))?;
+        tx.commit().map_err(sql("commit schema upgrade"))?;
         let file = crate::sqlite::FileId::of(path)
             .map_err(|e| LogError::FileGone(format!("{}: {e}", path.display())))?;
         Ok(Self {

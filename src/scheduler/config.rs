@@ -60,7 +60,8 @@ pub enum OverlapPolicy {
     /// Recorded as skipped, and not run.
     #[default]
     Skip,
-    /// Recorded as queued, and run when the previous run ends.
+    /// Recorded as queued, and run when the previous run ends; recorded as skipped instead when
+    /// `max_queued` runs already wait.
     Queue,
 }
 

@@ -3,8 +3,9 @@
 //! - `GET /jobs`: every job, its next due slot and its newest run.
 //! - `GET /jobs/runs?job=NAME&limit=N`: runs, newest first.
 //! - `POST /jobs/NAME/trigger?users=N`: records a manual run and wakes this process's scheduler
-//!   to run it; answers 202 with the run (`queued`, or `skipped` when the job is busy and its
-//!   overlap policy is skip).
+//!   to run it; answers 202 with the run (`queued`, or `skipped` when the job's overlap policy
+//!   refuses it: busy under `skip`, or `max_queued` runs already waiting under `queue`). Guarded
+//!   by [`crate::http::auth`].
 
 use super::Clock;
 use super::history::History;

@@ -37,8 +37,8 @@ pub enum RunStatus {
     Failed,
     /// Stopped by the job's timeout.
     TimedOut,
-    /// Not run: it came due during another run (overlap = skip), or was missed and the catch-up
-    /// policy passed it over.
+    /// Not run: it came due during another run (overlap = skip) or with the queue full
+    /// (overlap = queue, max_queued), or was missed and the catch-up policy passed it over.
     Skipped,
 }
 

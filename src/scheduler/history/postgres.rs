@@ -154,7 +154,7 @@ impl RunHistory for PostgresRunHistory {
             .query_one(
                 "SELECT count(*) FILTER (WHERE status = 'queued'), \
                  count(*) FILTER (WHERE status = 'running' AND lease_until >= $2) \
-                 FROM job_runs WHERE job = $1",
+                 FROM job_runs WHERE job = $1 AND status IN ('queued', 'running')",
                 &[&run.job, &micros(now)],
             )
             .await

@@ -169,7 +169,7 @@ impl RunHistory for SqliteRunHistory {
                 .query_row(
                     "SELECT count(*) FILTER (WHERE status = 'queued'), \
                      count(*) FILTER (WHERE status = 'running' AND lease_until >= ?2) \
-                     FROM job_runs WHERE job = ?1",
+                     FROM job_runs WHERE job = ?1 AND status IN ('queued', 'running')",
                     params![run.job, micros(now)],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
