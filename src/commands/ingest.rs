@@ -17,7 +17,7 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
         let _ingest_lock = lock_ingest(&config).await?;
         let log = open_log(&config).await?;
         let mut ingestor = Ingestor::new(
-            build_source(&config).await?,
+            build_source(&config, &log)?,
             log,
             &config.page_settings(),
             uuid::Uuid::new_v4().to_string(),

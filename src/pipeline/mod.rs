@@ -28,18 +28,16 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// The source the configuration asks for.
-pub async fn build_source(config: &Config) -> anyhow::Result<AnySource> {
+/// The source the configuration asks for. The API budget is kept in `log`, the log the source's
+/// pages go to, rather than in a second handle on the same database.
+pub fn build_source(config: &Config, log: &Log) -> anyhow::Result<AnySource> {
     Ok(match config.ingest.source {
         SourceKind::Generator => AnySource::Generator(GeneratorSource::new()),
         SourceKind::Randomuser => {
             let mut client =
                 RandomUserClient::new(config.randomuser.clone()).context("creating API client")?;
             if config.randomuser.budget_per_window() > 0 {
-                let ledger = open_log(config)
-                    .await
-                    .context("opening the log for the API budget")?;
-                client = client.with_shared_budget(ledger);
+                client = client.with_shared_budget(Arc::clone(log));
             }
             AnySource::RandomUser(Box::new(client))
         }
@@ -246,9 +244,10 @@ pub(crate) async fn start_ingest<'a>(
         });
     }
     let lock = lock_ingest(config).await?;
+    let log = open_log(config).await?;
     let mut ingestor = Ingestor::new(
-        build_source(config).await?,
-        open_log(config).await?,
+        build_source(config, &log)?,
+        log,
         &config.page_settings(),
         uuid::Uuid::new_v4().to_string(),
         signal.clone(),

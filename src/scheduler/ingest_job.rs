@@ -6,7 +6,7 @@ use super::executor::JobExecutor;
 use crate::config::Config;
 use crate::ingest::writer_lock::{WriterLock, WriterLockError};
 use crate::ingest::{IngestStats, Ingestor, Schedule, run_schedule};
-use crate::log::AppendSignal;
+use crate::log::{AppendSignal, Log};
 use crate::pipeline::{build_source, lock_ingest, open_log};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,11 +20,19 @@ const LOCK_RETRY: Duration = Duration::from_millis(250);
 pub struct IngestJob {
     config: Config,
     signal: AppendSignal,
+    /// Opened by the first attempt and kept for every later one: a run every minute should not
+    /// open a PostgreSQL pool (or a SQLite connection thread) every minute. An attempt that
+    /// fails to open it leaves it unset for the next one to try.
+    log: tokio::sync::OnceCell<Log>,
 }
 
 impl IngestJob {
     pub fn new(config: Config, signal: AppendSignal) -> Self {
-        Self { config, signal }
+        Self {
+            config,
+            signal,
+            log: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// Takes the log's ingest lock, waiting while another ingest (another job's run, a `run`
@@ -69,11 +77,15 @@ impl JobExecutor for IngestJob {
     ) -> Result<(), String> {
         let describe = |err: anyhow::Error| crate::error_chain::describe(err.as_ref());
         let _lock = self.lock(&job.name, &stop).await?;
-        let log = open_log(&self.config).await.map_err(describe)?;
-        let source = build_source(&self.config).await.map_err(describe)?;
+        let log = self
+            .log
+            .get_or_try_init(|| open_log(&self.config))
+            .await
+            .map_err(describe)?;
+        let source = build_source(&self.config, log).map_err(describe)?;
         let mut ingestor = Ingestor::new(
             source,
-            log,
+            Arc::clone(log),
             &self.config.page_settings(),
             run_id.to_owned(),
             self.signal.clone(),

@@ -247,6 +247,33 @@ pub(crate) fn lapse(run: &mut RunRecord, max_attempts: u32, now: DateTime<Utc>) 
     tracing::warn!(run_id = %run.run_id, job = %run.job, status = run.status.as_str(), "a run's lease lapsed: {}", run.error.as_deref().unwrap_or_default());
 }
 
+/// A claim's transition, the same on every backend: the queued `run` starts (or resumes, as its
+/// next attempt) under `lease`.
+pub(crate) fn start(run: &mut RunRecord, lease: &Lease, now: DateTime<Utc>) {
+    run.status = RunStatus::Running;
+    run.attempt += 1;
+    run.started_at.get_or_insert(now);
+    run.owner = Some(lease.owner.clone());
+}
+
+/// Whether a stored run (its `owner`, `status` and `lease_until` columns) is still running under
+/// `lease` at `now`: what [`RunHistory::update`] checks before it writes.
+pub(crate) fn lease_held(
+    (owner, status, until): (Option<&str>, &str, Option<i64>),
+    lease: &Lease,
+    now: DateTime<Utc>,
+) -> bool {
+    owner == Some(lease.owner.as_str())
+        && status == RunStatus::Running.as_str()
+        && until.is_some_and(|until| until >= micros(now))
+}
+
+/// The `lease_until` stored with `run`: the lease while it runs, none once it has ended or been
+/// handed back.
+pub(crate) fn stored_lease(run: &RunRecord, lease: &Lease) -> Option<i64> {
+    (run.status == RunStatus::Running).then(|| micros(lease.until))
+}
+
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }

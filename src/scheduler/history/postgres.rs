@@ -5,8 +5,8 @@
 //! named after the job, and a run's update on its row lock.
 
 use super::{
-    Admission, COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus,
-    lapse, micros, new_record,
+    Admission, COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, lapse,
+    lease_held, micros, new_record, start, stored_lease,
 };
 use crate::postgres::{Migration, PgError, Postgres, PostgresOptions, migrate};
 use chrono::{DateTime, Utc};
@@ -217,11 +217,8 @@ impl RunHistory for PostgresRunHistory {
         };
         let claimed = match next {
             Some(mut run) => {
-                run.status = RunStatus::Running;
-                run.attempt += 1;
-                run.started_at.get_or_insert(now);
-                run.owner = Some(lease.owner.clone());
-                write(&tx, &run, Some(micros(lease.until))).await?;
+                start(&mut run, lease, now);
+                write(&tx, &run, stored_lease(&run, lease)).await?;
                 Some(run)
             }
             None => None,
@@ -248,17 +245,14 @@ impl RunHistory for PostgresRunHistory {
             .await
             .map_err(PgError::op("read lease"))?;
         let held = holder.is_some_and(|row| {
-            row.get::<_, Option<String>>(0).as_deref() == Some(lease.owner.as_str())
-                && row.get::<_, String>(1) == RunStatus::Running.as_str()
-                && row
-                    .get::<_, Option<i64>>(2)
-                    .is_some_and(|until| until >= micros(now))
+            let owner: Option<String> = row.get(0);
+            let status: String = row.get(1);
+            lease_held((owner.as_deref(), &status, row.get(2)), lease, now)
         });
         if !held {
             return Ok(false);
         }
-        let until = (run.status == RunStatus::Running).then(|| micros(lease.until));
-        write(&tx, run, until).await?;
+        write(&tx, run, stored_lease(run, lease)).await?;
         tx.commit().await.map_err(PgError::op("commit"))?;
         Ok(true)
     }

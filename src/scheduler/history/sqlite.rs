@@ -7,8 +7,8 @@
 //! lost to a power cut could run a slot twice.
 
 use super::{
-    Admission, COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, RunStatus,
-    lapse, micros, new_record,
+    Admission, COLUMNS, HistoryError, Lease, NewRun, RunColumns, RunHistory, RunRecord, lapse,
+    lease_held, micros, new_record, start, stored_lease,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -231,11 +231,8 @@ impl RunHistory for SqliteRunHistory {
                 tx.commit().map_err(sql("commit"))?;
                 return Ok(None);
             };
-            run.status = RunStatus::Running;
-            run.attempt += 1;
-            run.started_at.get_or_insert(now);
-            run.owner = Some(lease.owner.clone());
-            write(&tx, &run, Some(micros(lease.until)))?;
+            start(&mut run, &lease, now);
+            write(&tx, &run, stored_lease(&run, &lease))?;
             tx.commit().map_err(sql("commit"))?;
             Ok(Some(run))
         })
@@ -261,15 +258,13 @@ impl RunHistory for SqliteRunHistory {
                 )
                 .optional()
                 .map_err(sql("read lease"))?;
-            let held = matches!(&holder, Some((Some(owner), status, Some(until)))
-                if *owner == lease.owner
-                    && status == RunStatus::Running.as_str()
-                    && *until >= micros(now));
+            let held = holder.as_ref().is_some_and(|(owner, status, until)| {
+                lease_held((owner.as_deref(), status, *until), &lease, now)
+            });
             if !held {
                 return Ok(false);
             }
-            let until = (run.status == RunStatus::Running).then(|| micros(lease.until));
-            write(&tx, &run, until)?;
+            write(&tx, &run, stored_lease(&run, &lease))?;
             tx.commit().map_err(sql("commit"))?;
             Ok(true)
         })
