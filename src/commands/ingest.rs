@@ -39,16 +39,13 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
                 return Err(err.into());
             }
         };
-        let covered = (ingestor.cursor().next_page - 1)
-            .saturating_mul(u64::from(ingestor.cursor().page_size));
-        let nothing_to_do = summary.pages == 0
-            && config.ingest.max_users.is_some_and(|max| covered >= max);
+        let nothing_to_do = summary.pages == 0 && summary.limit_reached;
         let status = if nothing_to_do {
             "skipped"
-        } else if cancel.is_cancelled() {
-            "stopped"
-        } else {
+        } else if summary.limit_reached {
             "succeeded"
+        } else {
+            "stopped"
         };
         print_summary(status, summary.users, summary.pages, ingestor.cursor(), None);
         tracing::info!(
@@ -64,13 +61,13 @@ pub fn execute(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
                 code: EXIT_SKIPPED,
                 message: format!(
                     "nothing to do: the first {} users of seed {:?} are already in the log (ingest.max_users)",
-                    covered,
+                    config.ingest.max_users.unwrap_or_default(),
                     ingestor.cursor().seed
                 ),
             }
             .into());
         }
-        if cancel.is_cancelled() {
+        if !summary.limit_reached {
             anyhow::bail!("stopped by a signal after {} pages", summary.pages);
         }
         Ok(())

@@ -29,6 +29,9 @@ pub struct ScheduleSummary {
     pub users: u64,
     pub pages: u64,
     pub failed_pages: u64,
+    /// It ended at `max_users` or `max_pages`, rather than by `cancel`; with no page, the log
+    /// already held everything `max_users` asks for.
+    pub limit_reached: bool,
 }
 
 /// Runs ingest until `cancel` fires or `max_users` is reached. Log errors end it with an error;
@@ -54,6 +57,7 @@ pub async fn run_schedule<S: Source>(
         if schedule.max_users.is_some_and(|max| covered >= max)
             || schedule.max_pages.is_some_and(|max| summary.pages >= max)
         {
+            summary.limit_reached = true;
             break;
         }
         if let Some(ticker) = ticker.as_mut() {

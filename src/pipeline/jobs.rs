@@ -40,15 +40,7 @@ impl Jobs {
     }
 
     pub fn find(&self, name: &str) -> anyhow::Result<&Job> {
-        self.jobs
-            .iter()
-            .find(|j| j.config.name == name)
-            .ok_or_else(|| {
-                let known: Vec<_> = self.jobs.iter().map(|j| j.config.name.as_str()).collect();
-                anyhow::anyhow!(
-                    "no job named {name:?} in the configuration; the jobs are {known:?}"
-                )
-            })
+        Job::find(&self.jobs, name)
     }
 
     /// `/jobs` for the process's HTTP server, its triggers guarded as `[http]` says.
@@ -56,7 +48,6 @@ impl Jobs {
         let router = crate::scheduler::http::router(
             self.jobs.clone(),
             Arc::clone(&self.history),
-            Clock::System,
             Arc::clone(&self.wake),
         );
         Ok(crate::http::auth::guard_writes(

@@ -23,12 +23,11 @@ use tokio::sync::Notify;
 struct JobsApi {
     jobs: Vec<Job>,
     history: History,
-    clock: Clock,
     wake: Arc<Notify>,
 }
 
 /// `wake` is the scheduler's: a triggered run starts at once rather than at the next poll.
-pub fn router(jobs: Vec<Job>, history: History, clock: Clock, wake: Arc<Notify>) -> Router {
+pub fn router(jobs: Vec<Job>, history: History, wake: Arc<Notify>) -> Router {
     Router::new()
         .route("/jobs", get(list_jobs))
         .route("/jobs/runs", get(list_runs))
@@ -36,7 +35,6 @@ pub fn router(jobs: Vec<Job>, history: History, clock: Clock, wake: Arc<Notify>)
         .with_state(Arc::new(JobsApi {
             jobs,
             history,
-            clock,
             wake,
         }))
 }
@@ -53,7 +51,7 @@ fn internal(err: impl std::fmt::Display) -> Response {
 }
 
 async fn list_jobs(State(api): State<Arc<JobsApi>>) -> Response {
-    match job_views(&api.jobs, &api.history, api.clock.now()).await {
+    match job_views(&api.jobs, &api.history, Clock::System.now()).await {
         Ok(views) => Json(views).into_response(),
         Err(err) => internal(err),
     }
@@ -83,12 +81,9 @@ async fn trigger(
     Path(name): Path<String>,
     Query(query): Query<TriggerQuery>,
 ) -> Response {
-    let Some(job) = api.jobs.iter().find(|j| j.config.name == name) else {
-        let known: Vec<_> = api.jobs.iter().map(|j| j.config.name.as_str()).collect();
-        return problem(
-            StatusCode::NOT_FOUND,
-            format!("no job named {name:?}; the jobs are {known:?}"),
-        );
+    let job = match Job::find(&api.jobs, &name) {
+        Ok(job) => job,
+        Err(err) => return problem(StatusCode::NOT_FOUND, err.to_string()),
     };
     if query.users == Some(0) {
         return problem(
@@ -96,7 +91,7 @@ async fn trigger(
             "users=0 would fetch nothing".into(),
         );
     }
-    match record_manual(&api.history, &api.clock, job, query.users).await {
+    match record_manual(&api.history, &Clock::System, job, query.users).await {
         Ok(run) => {
             api.wake.notify_one();
             (StatusCode::ACCEPTED, Json(run)).into_response()

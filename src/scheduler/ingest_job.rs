@@ -13,8 +13,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How often an attempt looks again at a log another process is ingesting into.
+/// How soon an attempt first looks again at a log another process is ingesting into; doubled
+/// after each look, up to [`LOCK_RETRY_MAX`]. Each look is a lock file or, on PostgreSQL, a new
+/// connection, so a run that waits long must not make one four times a second.
 const LOCK_RETRY: Duration = Duration::from_millis(250);
+const LOCK_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Ingests for scheduled runs. `signal` wakes an in-process processor (in `run`) at each page.
 pub struct IngestJob {
@@ -24,6 +27,10 @@ pub struct IngestJob {
     /// open a PostgreSQL pool (or a SQLite connection thread) every minute. An attempt that
     /// fails to open it leaves it unset for the next one to try.
     log: tokio::sync::OnceCell<Log>,
+    /// Held by the attempt of this process that holds (or is taking) the log's ingest lock:
+    /// runs of this process's jobs queue here, woken in turn, and only another process's ingest
+    /// is waited for by polling.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl IngestJob {
@@ -32,17 +39,28 @@ impl IngestJob {
             config,
             signal,
             log: tokio::sync::OnceCell::new(),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Takes the log's ingest lock, waiting while another ingest (another job's run, a `run`
     /// or `ingest` elsewhere) holds it: runs of different jobs share one log cursor, so they
     /// take turns.
-    async fn lock(&self, job: &str, stop: &CancellationToken) -> Result<WriterLock, String> {
+    async fn lock(
+        &self,
+        job: &str,
+        stop: &CancellationToken,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, WriterLock), String> {
+        let stopped = || "stopped while waiting for the log's ingest lock".to_owned();
+        let turn = tokio::select! {
+            turn = self.turn.lock() => turn,
+            () = stop.cancelled() => return Err(stopped()),
+        };
         let mut told = false;
+        let mut retry = LOCK_RETRY;
         loop {
             match lock_ingest(&self.config).await {
-                Ok(lock) => return Ok(lock),
+                Ok(lock) => return Ok((turn, lock)),
                 Err(err) => {
                     let held = matches!(
                         err.downcast_ref::<WriterLockError>(),
@@ -58,9 +76,10 @@ impl IngestJob {
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(LOCK_RETRY) => {}
-                () = stop.cancelled() => return Err("stopped while waiting for the log's ingest lock".into()),
+                () = tokio::time::sleep(retry) => {}
+                () = stop.cancelled() => return Err(stopped()),
             }
+            retry = (retry * 2).min(LOCK_RETRY_MAX);
         }
     }
 }

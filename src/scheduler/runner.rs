@@ -10,6 +10,7 @@ use super::Clock;
 use super::config::{JobConfig, RunSize};
 use super::executor::JobExecutor;
 use super::history::{History, Lease, RunRecord, RunStatus};
+use super::scheduler::Job;
 use crate::ingest::IngestStats;
 use crate::telemetry::events::{InternalEvent, JobRunStatus, RUN_API_ERRORS};
 use std::collections::BTreeMap;
@@ -63,23 +64,18 @@ enum Stop {
 
 /// Runs `run` (claimed by this process, attempt already counted) to its end and returns it as
 /// last written. `None`: the lease was lost to another process, which now owns the run.
-pub async fn execute_run(
-    ctx: &RunContext,
-    job: &JobConfig,
-    mut run: RunRecord,
-) -> Option<RunRecord> {
-    let size = match run.users_requested {
-        Some(users) => RunSize::Users(users),
-        None => job.size().unwrap_or(RunSize::Users(1)),
-    };
-    let max_attempts = job.retries + 1;
+pub async fn execute_run(ctx: &RunContext, job: &Job, mut run: RunRecord) -> Option<RunRecord> {
+    // A manual run may ask for another number of users than the job's.
+    let size = run.users_requested.map_or(job.size, RunSize::Users);
+    let max_attempts = job.max_attempts();
     let progress = Arc::new(IngestStats::default());
     progress.fetched.store(run.users_fetched, Relaxed);
     progress.records.store(run.users_published, Relaxed);
     let api_errors = Arc::new(Mutex::new(run.api_errors.clone()));
     JobRunStatus::from(&run).emit();
     loop {
-        let (result, stopped) = attempt(ctx, job, &mut run, size, &progress, &api_errors).await;
+        let (result, stopped) =
+            attempt(ctx, &job.config, &mut run, size, &progress, &api_errors).await;
         snapshot(&mut run, &progress, &api_errors);
         let now = ctx.clock.now();
         let complete = matches!(size, RunSize::Users(users) if run.users_published >= users);
@@ -94,7 +90,7 @@ pub async fn execute_run(
                 run.status = RunStatus::TimedOut;
                 run.error = Some(format!(
                     "stopped after its timeout of {}",
-                    humantime::format_duration(job.timeout)
+                    humantime::format_duration(job.config.timeout)
                 ));
             }
             (Some(Stop::Shutdown), _) => shut_down(ctx, &mut run, true),
@@ -104,9 +100,10 @@ pub async fn execute_run(
             }
             (None, Err(error)) if run.attempt < max_attempts => {
                 let backoff = job
+                    .config
                     .retry_backoff
                     .saturating_mul(1 << (run.attempt - 1).min(16));
-                tracing::warn!(job = %job.name, run_id = %run.run_id, attempt = run.attempt, retry_in = ?backoff, %error, "job run attempt failed; retrying");
+                tracing::warn!(job = %job.config.name, run_id = %run.run_id, attempt = run.attempt, retry_in = ?backoff, %error, "job run attempt failed; retrying");
                 run.error = Some(error);
                 if write(ctx, &run).await == Ok(false) {
                     return None;

@@ -31,11 +31,12 @@ const HISTORY_OUTAGE_LIMIT: Duration = Duration::from_secs(300);
 /// A run task's end: its job, and the users it appended in this process.
 type RunEnded = (String, u64);
 
-/// A configured job with its parsed timing.
+/// A configured job with its timing and size parsed, once.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub config: JobConfig,
     pub timing: Timing,
+    pub size: RunSize,
 }
 
 impl Job {
@@ -43,7 +44,16 @@ impl Job {
         config.validate()?;
         Ok(Self {
             timing: config.timing()?,
+            size: config.size()?,
             config,
+        })
+    }
+
+    /// The job named `name` in `jobs`; the error lists the configured ones.
+    pub fn find<'a>(jobs: &'a [Job], name: &str) -> anyhow::Result<&'a Job> {
+        jobs.iter().find(|j| j.config.name == name).ok_or_else(|| {
+            let known: Vec<_> = jobs.iter().map(|j| j.config.name.as_str()).collect();
+            anyhow::anyhow!("no job named {name:?} in the configuration; the jobs are {known:?}")
         })
     }
 
@@ -53,9 +63,9 @@ impl Job {
 
     /// The size a manual run asks for: `--users` if given, else the job's.
     pub fn users_requested(&self, users: Option<u64>) -> Option<u64> {
-        users.or(match self.config.size() {
-            Ok(RunSize::Users(n)) => Some(n),
-            _ => None,
+        users.or(match self.size {
+            RunSize::Users(n) => Some(n),
+            RunSize::Duration(_) => None,
         })
     }
 }
@@ -182,7 +192,7 @@ impl Scheduler {
                 .await?;
             if let Some(run) = claimed {
                 busy.insert(job.config.name.clone());
-                let (ctx, job) = (self.ctx.clone(), job.config.clone());
+                let (ctx, job) = (self.ctx.clone(), job.clone());
                 running.spawn(async move {
                     // A panic in one run ends that run only: its lease lapses and another
                     // attempt resumes it, while the job's other runs and the other jobs go on.
@@ -200,9 +210,9 @@ impl Scheduler {
                             .map(|s| (*s).to_owned())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        tracing::error!(job = %job.name, %run_id, panic = %what, "a job run panicked; its lease will lapse and another attempt resume it");
+                        tracing::error!(job = %job.config.name, %run_id, panic = %what, "a job run panicked; its lease will lapse and another attempt resume it");
                     }
-                    (job.name, published)
+                    (job.config.name, published)
                 });
             }
         }
@@ -379,7 +389,7 @@ pub async fn run_manual(
             )
             .await?;
         if let Some(run) = claimed {
-            return execute_run(ctx, &job.config, run).await.ok_or_else(|| {
+            return execute_run(ctx, job, run).await.ok_or_else(|| {
                 anyhow::anyhow!(
                     "lost the lease of run {} to another process",
                     current.run_id

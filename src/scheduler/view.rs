@@ -31,10 +31,9 @@ pub async fn job_views(
             (None, Some(every)) => format!("every {}", humantime::format_duration(every)),
             (None, None) => "-".into(),
         };
-        let size = match config.size() {
-            Ok(RunSize::Users(users)) => format!("{users} users"),
-            Ok(RunSize::Duration(d)) => format!("for {}", humantime::format_duration(d)),
-            Err(_) => "-".into(),
+        let size = match job.size {
+            RunSize::Users(users) => format!("{users} users"),
+            RunSize::Duration(d) => format!("for {}", humantime::format_duration(d)),
         };
         views.push(JobView {
             name: config.name.clone(),
