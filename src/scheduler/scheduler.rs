@@ -61,12 +61,25 @@ impl Job {
         self.config.retries + 1
     }
 
-    /// The size a manual run asks for: `--users` if given, else the job's.
-    pub fn users_requested(&self, users: Option<u64>) -> Option<u64> {
-        users.or(match self.size {
-            RunSize::Users(n) => Some(n),
-            RunSize::Duration(_) => None,
-        })
+    /// A queued run of this job for `slot` (`None`: a manual run), of `users` if given, else
+    /// of the job's size.
+    pub fn new_run(
+        &self,
+        slot: Option<DateTime<Utc>>,
+        trigger: RunTrigger,
+        users: Option<u64>,
+    ) -> NewRun {
+        NewRun {
+            job: self.config.name.clone(),
+            slot,
+            trigger,
+            users_requested: users.or(match self.size {
+                RunSize::Users(n) => Some(n),
+                RunSize::Duration(_) => None,
+            }),
+            status: RunStatus::Queued,
+            error: None,
+        }
     }
 }
 
@@ -243,14 +256,7 @@ impl Scheduler {
                     // Queued one behind the other, whatever the overlap policy and queue cap:
                     // running them all is what this policy asks for.
                     for slot in missed {
-                        let run = NewRun {
-                            job: name.clone(),
-                            slot: Some(slot),
-                            trigger: RunTrigger::CatchUp,
-                            users_requested: job.users_requested(None),
-                            status: RunStatus::Queued,
-                            error: None,
-                        };
+                        let run = job.new_run(Some(slot), RunTrigger::CatchUp, None);
                         self.record(run, Admission::Always).await?;
                     }
                 }
@@ -263,12 +269,9 @@ impl Scheduler {
                     );
                     self.record(
                         NewRun {
-                            job: name.clone(),
-                            slot: Some(newest),
-                            trigger: RunTrigger::CatchUp,
-                            users_requested: job.users_requested(None),
                             status: RunStatus::Skipped,
                             error: Some(error),
+                            ..job.new_run(Some(newest), RunTrigger::CatchUp, None)
                         },
                         Admission::Always,
                     )
@@ -290,14 +293,7 @@ impl Scheduler {
         slot: DateTime<Utc>,
         trigger: RunTrigger,
     ) -> anyhow::Result<Option<RunRecord>> {
-        let run = NewRun {
-            job: job.config.name.clone(),
-            slot: Some(slot),
-            trigger,
-            users_requested: job.users_requested(None),
-            status: RunStatus::Queued,
-            error: None,
-        };
+        let run = job.new_run(Some(slot), trigger, None);
         self.record(run, job.config.admission()).await
     }
 
@@ -314,14 +310,7 @@ pub async fn record_manual(
     job: &Job,
     users: Option<u64>,
 ) -> anyhow::Result<RunRecord> {
-    let run = NewRun {
-        job: job.config.name.clone(),
-        slot: None,
-        trigger: RunTrigger::Manual,
-        users_requested: job.users_requested(users),
-        status: RunStatus::Queued,
-        error: None,
-    };
+    let run = job.new_run(None, RunTrigger::Manual, users);
     Ok(record(history, clock, run, job.config.admission())
         .await?
         .expect("a manual run has no slot to conflict on"))
