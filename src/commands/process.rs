@@ -7,6 +7,7 @@ use crate::log::AppendSignal;
 use crate::pipeline::endpoints::Endpoints;
 use crate::pipeline::{open_log, open_store};
 use crate::process::Processor;
+use crate::telemetry::ProcessedCounts;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +60,7 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
         crate::bus::kafka::topics::ensure_topics(&config.kafka).await?;
         let mut processor = KafkaProcessor::new(open_store(&config).await?, &config.kafka)?
             .with_commit_attempts(config.process.commit_attempts);
-        let stats = processor.stats();
+        let tally = processor.tally();
         let cancel = shutdown_on_signal();
         let drain = CancellationToken::new();
         let endpoints = if args.follow {
@@ -73,12 +74,11 @@ fn consume_kafka(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
             endpoints.stop().await?;
         }
         result?;
+        let processed = tally.processed();
         tracing::info!(
-            messages = stats.records.load(std::sync::atomic::Ordering::Relaxed),
-            stored = stats.rows.load(std::sync::atomic::Ordering::Relaxed),
-            dead_lettered = stats
-                .dead_letters
-                .load(std::sync::atomic::Ordering::Relaxed),
+            messages = processed.records,
+            stored = processed.rows,
+            dead_lettered = processed.dead_letters,
             "processing stopped"
         );
         Ok(())

@@ -13,9 +13,9 @@ pub use schedule::{Schedule, ScheduleSummary, run_schedule};
 use crate::log::{AppendBatch, AppendSignal, IngestCursor, Log, LogError};
 use crate::model::redact::{Redacted, redact_credentials};
 use crate::source::{FetchError, FetchRequest, Source};
-use crate::telemetry::events::{Component, InternalEvent, LogEnd, RecordsReceived};
+use crate::telemetry::IngestTally;
+use crate::telemetry::events::{InternalEvent, PageAppended, PageFetched};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,16 +43,6 @@ pub enum IngestError {
     },
 }
 
-/// What ingest has done so far, read by the progress display and a scheduled run's record
-/// (failed and empty pages are counted by the schedule's summary and the API's metrics).
-#[derive(Debug, Default)]
-pub struct IngestStats {
-    /// Records appended to the log.
-    pub records: AtomicU64,
-    /// Records the source handed back (one page more than `records` when an append failed).
-    pub fetched: AtomicU64,
-}
-
 /// Which pages to fetch.
 #[derive(Debug, Clone)]
 pub struct PageSettings {
@@ -70,7 +60,7 @@ pub struct Ingestor<S> {
     cursor: IngestCursor,
     nat: Vec<String>,
     signal: AppendSignal,
-    stats: Arc<IngestStats>,
+    tally: Arc<IngestTally>,
 }
 
 impl<S: Source> Ingestor<S> {
@@ -133,19 +123,19 @@ impl<S: Source> Ingestor<S> {
             cursor,
             nat: settings.nat.clone(),
             signal,
-            stats: Arc::default(),
+            tally: Arc::default(),
         })
     }
 
-    /// Counts into `stats` rather than a fresh tally: a scheduled run keeps one across its
+    /// Counts into `tally` rather than a fresh one: a scheduled run keeps one across its
     /// attempts.
-    pub fn with_stats(mut self, stats: Arc<IngestStats>) -> Self {
-        self.stats = stats;
+    pub fn with_tally(mut self, tally: Arc<IngestTally>) -> Self {
+        self.tally = tally;
         self
     }
 
-    pub fn stats(&self) -> Arc<IngestStats> {
-        Arc::clone(&self.stats)
+    pub fn tally(&self) -> Arc<IngestTally> {
+        Arc::clone(&self.tally)
     }
 
     pub fn cursor(&self) -> &IngestCursor {
@@ -164,7 +154,7 @@ impl<S: Source> Ingestor<S> {
     /// for again next time). Cancel-safe: dropping it leaves the cursor where it was.
     pub async fn fetch_page(&mut self) -> Result<Option<FetchedPage>, IngestError> {
         let page = self.cursor.next_page;
-        fetch(&mut self.source, &self.cursor, page, &self.nat, &self.stats).await
+        fetch(&mut self.source, &self.cursor, page, &self.nat, &self.tally).await
     }
 
     /// Strips credentials and appends a fetched page with the cursor after it, in one
@@ -209,7 +199,7 @@ impl<S: Source> Ingestor<S> {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => None,
-                next = fetch(&mut self.source, &self.cursor, next_page, &self.nat, &self.stats) => Some(next),
+                next = fetch(&mut self.source, &self.cursor, next_page, &self.nat, &self.tally) => Some(next),
             }
         };
         let (appended, next) = tokio::join!(appending, fetching);
@@ -223,14 +213,13 @@ impl<S: Source> Ingestor<S> {
     /// the number of records appended.
     fn appended(&mut self, appended: Appended) -> u64 {
         self.cursor = appended.cursor;
-        self.stats.records.fetch_add(appended.count, Relaxed);
-        RecordsReceived {
-            component: Component::Ingest,
-            count: appended.count as usize,
+        PageAppended {
+            count: appended.count,
+            last_seq: appended.last_seq,
+            tally: &self.tally,
         }
         .emit();
         if let Some(seq) = appended.last_seq {
-            LogEnd { last_seq: seq }.emit();
             self.signal.appended(seq);
         }
         appended.count
@@ -243,7 +232,7 @@ async fn fetch<S: Source>(
     cursor: &IngestCursor,
     page: u64,
     nat: &[String],
-    stats: &IngestStats,
+    tally: &IngestTally,
 ) -> Result<Option<FetchedPage>, IngestError> {
     let request = FetchRequest {
         results: cursor.page_size,
@@ -260,9 +249,12 @@ async fn fetch<S: Source>(
             error,
         })?;
     let fetched_at_micros = chrono::Utc::now().timestamp_micros();
-    stats
-        .fetched
-        .fetch_add(fetched.records.len() as u64, Relaxed);
+    PageFetched {
+        page,
+        count: fetched.records.len(),
+        tally,
+    }
+    .emit();
     if fetched.records.is_empty() {
         // An incident answer: keep the cursor so the same page is asked for again.
         tracing::warn!(page, "API returned no users; will ask again");

@@ -58,7 +58,7 @@ pub async fn run_kafka_pipeline(
                 .with_commit_attempts(config.process.commit_attempts),
         );
     }
-    let stats: Vec<_> = processors.iter().map(|p| p.stats()).collect();
+    let tallies: Vec<_> = processors.iter().map(|p| p.tally()).collect();
     tracing::info!(topic = %options.topic, schema_id, brokers = ?options.brokers, "Kafka pipeline started");
 
     let ingest_done = CancellationToken::new();
@@ -86,8 +86,8 @@ pub async fn run_kafka_pipeline(
     let _stop_progress = progress_done.clone().drop_guard();
     let progress = show_progress.then(|| {
         crate::telemetry::spawn_progress(
-            ingest.stats,
-            Arc::new(stats.clone()),
+            ingest.tally,
+            Arc::new(tallies.clone()),
             config.ingest.max_users,
             progress_done.clone(),
         )
@@ -119,7 +119,7 @@ pub async fn run_kafka_pipeline(
         published = published.load(Relaxed),
         "relay and consumers drained"
     );
-    let processed = stats.processed();
+    let processed = tallies.processed();
     Ok(RunSummary {
         ingest: ingest.context("ingesting")?,
         process: ProcessSummary {
@@ -127,7 +127,7 @@ pub async fn run_kafka_pipeline(
             rows: processed.rows,
             dead_letters: processed.dead_letters,
             position: 0,
-            latency_micros: merged_latency(&stats),
+            latency_micros: merged_latency(&tallies),
         },
         elapsed: started.elapsed(),
     })
@@ -161,11 +161,11 @@ async fn relay_until_done(
     }
 }
 
-fn merged_latency(stats: &[Arc<crate::process::ProcessStats>]) -> hdrhistogram::Histogram<u64> {
+fn merged_latency(tallies: &[Arc<crate::telemetry::ProcessTally>]) -> hdrhistogram::Histogram<u64> {
     let mut all =
         hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-    for s in stats {
-        all.add(s.latency_micros()).expect("same bounds");
+    for tally in tallies {
+        all.add(tally.latency_micros()).expect("same bounds");
     }
     all
 }

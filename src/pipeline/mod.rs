@@ -192,10 +192,10 @@ pub(crate) fn spawn_processor(
     cancel: &CancellationToken,
 ) -> (
     tokio::task::JoinHandle<Result<ProcessSummary, crate::process::processor::ProcessError>>,
-    Arc<crate::process::ProcessStats>,
+    Arc<crate::telemetry::ProcessTally>,
 ) {
     let mut processor = Processor::new(reader, store, config.processor_config());
-    let stats = processor.stats();
+    let tally = processor.tally();
     let (signal, cancel) = (signal.clone(), cancel.clone());
     let task = tokio::spawn(async move {
         let result = processor.run(&signal).await;
@@ -204,13 +204,13 @@ pub(crate) fn spawn_processor(
         }
         result
     });
-    (task, stats)
+    (task, tally)
 }
 
 /// The ingest side of a run, as a future that ends when ingest is done, and the tally the
 /// progress display reads.
 pub(crate) struct IngestSide<'a> {
-    pub stats: Arc<crate::ingest::IngestStats>,
+    pub tally: Arc<crate::telemetry::IngestTally>,
     pub run: std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<ScheduleSummary>> + Send + 'a>,
     >,
@@ -233,7 +233,7 @@ pub(crate) async fn start_ingest<'a>(
             "ingest runs on the jobs' schedules"
         );
         return Ok(IngestSide {
-            stats: Arc::default(),
+            tally: Arc::default(),
             run: Box::pin(async move {
                 let users = scheduler.run().await?;
                 Ok(ScheduleSummary {
@@ -263,7 +263,7 @@ pub(crate) async fn start_ingest<'a>(
     );
     let schedule = config.pipeline_schedule();
     Ok(IngestSide {
-        stats: ingestor.stats(),
+        tally: ingestor.tally(),
         run: Box::pin(async move {
             let _lock = lock;
             Ok(run_schedule(&mut ingestor, &schedule, &cancel).await?)
@@ -301,7 +301,7 @@ pub async fn run_pipeline_with(
     let store = open_store(config).await?;
     let signal = AppendSignal::new();
     let ingest = start_ingest(config, jobs, &signal, &cancel).await?;
-    let (processor_task, process_stats) = spawn_processor(config, reader, store, &signal, &cancel);
+    let (processor_task, process_tally) = spawn_processor(config, reader, store, &signal, &cancel);
     tracing::info!(
         log = %describe_backends(config).0,
         store = %describe_backends(config).1,
@@ -310,8 +310,8 @@ pub async fn run_pipeline_with(
     let progress_done = CancellationToken::new();
     let progress = show_progress.then(|| {
         crate::telemetry::spawn_progress(
-            ingest.stats,
-            process_stats,
+            ingest.tally,
+            process_tally,
             config.ingest.max_users,
             progress_done.clone(),
         )

@@ -5,13 +5,12 @@
 //! had drifted: one retried store commits and the other did not.)
 
 use crate::sink::{Commit, Sink, SinkError};
+use crate::telemetry::ProcessTally;
 use crate::telemetry::events::{
-    Component, EndToEndLatency, InternalEvent, RecordsDeadLettered, RecordsFailed, RecordsReceived,
-    RecordsStored,
+    BatchProcessed, Component, EndToEndLatency, InternalEvent, RecordsDeadLettered, RecordsFailed,
+    RecordsReceived, RecordsStored,
 };
-use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A store commit that failed every attempt.
@@ -23,50 +22,12 @@ pub struct CommitFailed {
     pub error: SinkError,
 }
 
-/// A processor's live counters, readable from other tasks (progress, summaries).
-#[derive(Debug)]
-pub struct ProcessStats {
-    pub records: AtomicU64,
-    pub rows: AtomicU64,
-    pub dead_letters: AtomicU64,
-    /// Schema-registry calls retried because the registry was unavailable (an outage ridden out
-    /// rather than good data dead-lettered).
-    pub registry_retries: AtomicU64,
-    /// Fetch-to-commit latency of every record, in microseconds (1 µs to 1 hour at 3
-    /// significant digits; anything slower is clamped, not lost).
-    latency_micros: Mutex<Histogram<u64>>,
-}
-
-impl Default for ProcessStats {
-    fn default() -> Self {
-        Self {
-            records: AtomicU64::new(0),
-            rows: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
-            registry_retries: AtomicU64::new(0),
-            latency_micros: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
-            ),
-        }
-    }
-}
-
-impl ProcessStats {
-    /// A copy of the latency histogram so far.
-    pub fn latency_micros(&self) -> Histogram<u64> {
-        self.latency_micros
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
 /// One processor's commit, counting and telling, for `component`.
 #[derive(Debug, Clone)]
 pub struct ProcessingCore {
     component: Component,
     commit_attempts: u32,
-    stats: Arc<ProcessStats>,
+    tally: Arc<ProcessTally>,
 }
 
 impl ProcessingCore {
@@ -74,12 +35,12 @@ impl ProcessingCore {
         Self {
             component,
             commit_attempts,
-            stats: Arc::default(),
+            tally: Arc::default(),
         }
     }
 
-    pub fn stats(&self) -> Arc<ProcessStats> {
-        Arc::clone(&self.stats)
+    pub fn tally(&self) -> &Arc<ProcessTally> {
+        &self.tally
     }
 
     /// A batch of `count` records taken in.
@@ -149,35 +110,27 @@ impl ProcessingCore {
         records: usize,
         rows: usize,
         dead: Option<(usize, &'static str, &str)>,
-        fetched_at_micros: impl Iterator<Item = i64> + Clone,
+        fetched_at_micros: impl Iterator<Item = i64>,
     ) {
         let committed_at = chrono::Utc::now().timestamp_micros();
-        {
-            let mut latency = self
-                .stats
-                .latency_micros
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for at in fetched_at_micros.clone() {
-                latency.saturating_record((committed_at - at).max(0) as u64);
-            }
-        }
-        emit_latency(self.component, committed_at, fetched_at_micros);
-        let dead_count = dead.map_or(0, |(count, _, _)| count);
+        emit_latency(self.component, committed_at, fetched_at_micros, &self.tally);
         if let Some((count, error_type, first_reason)) = dead {
             RecordsDeadLettered {
                 component: self.component,
                 error_type,
                 count,
                 first_reason,
+                tally: Some(&self.tally),
             }
             .emit();
         }
-        self.stats.records.fetch_add(records as u64, Relaxed);
-        self.stats.rows.fetch_add(rows as u64, Relaxed);
-        self.stats
-            .dead_letters
-            .fetch_add(dead_count as u64, Relaxed);
+        BatchProcessed {
+            component: self.component,
+            records,
+            rows,
+            tally: &self.tally,
+        }
+        .emit();
     }
 }
 
@@ -191,13 +144,19 @@ pub fn commit_backoff(attempt: u32) -> Duration {
 /// Emits the end-to-end latency of records committed at `committed_at` (µs), one sample per
 /// run of equal fetch times: a page's records share one, so a batch costs a few histogram
 /// updates rather than one per record.
-fn emit_latency(component: Component, committed_at: i64, fetched_at: impl Iterator<Item = i64>) {
+fn emit_latency(
+    component: Component,
+    committed_at: i64,
+    fetched_at: impl Iterator<Item = i64>,
+    tally: &ProcessTally,
+) {
     let mut run: Option<(i64, usize)> = None;
     let flush = |(at, count): (i64, usize)| {
         EndToEndLatency {
             component,
             latency: Duration::from_micros((committed_at - at).max(0) as u64),
             count,
+            tally,
         }
         .emit();
     };
@@ -219,7 +178,7 @@ fn emit_latency(component: Component, committed_at: i64, fetched_at: impl Iterat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
     /// A store that refuses its first `fails` commits.
     struct Flaky {

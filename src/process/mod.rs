@@ -7,6 +7,6 @@ pub mod processor;
 pub mod redrive;
 pub mod transform;
 
-pub use core::{ProcessStats, ProcessingCore};
+pub use core::ProcessingCore;
 pub use processor::{Processor, ProcessorConfig};
 pub use transform::{Invalid, transform};

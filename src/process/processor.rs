@@ -6,12 +6,13 @@
 //! the batch's effects (so a crash never commits one without the other), and rows are upserts by
 //! `login.uuid` (so a duplicated record, or a batch written twice by another path, changes nothing).
 
-use super::core::{CommitFailed, ProcessStats, ProcessingCore};
+use super::core::{CommitFailed, ProcessingCore};
 use super::transform::transform;
 use crate::log::{AppendSignal, Log, LogError, LogRecord};
 use crate::model::UserRow;
 use crate::model::row::fetch_timestamp;
 use crate::sink::{AnyStore, Commit, DeadLetter, SinkError};
+use crate::telemetry::ProcessTally;
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, ReaderPosition};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -72,8 +73,8 @@ impl Processor {
         }
     }
 
-    pub fn stats(&self) -> Arc<ProcessStats> {
-        self.core.stats()
+    pub fn tally(&self) -> Arc<ProcessTally> {
+        Arc::clone(self.core.tally())
     }
 
     /// Processes until the log is drained *and* `signal` is closed (no more appends coming from
@@ -170,7 +171,7 @@ impl Processor {
             rows: rows_total,
             dead_letters: dead_total,
             position,
-            latency_micros: self.core.stats().latency_micros(),
+            latency_micros: self.core.tally().latency_micros(),
         })
     }
 }

@@ -84,11 +84,10 @@ pub async fn redrive<S: Sink + UserQuery + ?Sized>(
                 continue;
             };
             // No patience: a registry that does not answer now skips the letter.
-            let retries = std::sync::atomic::AtomicU64::new(0);
             match crate::bus::kafka::consumer::decode_record(
                 registry,
                 &payload,
-                &retries,
+                None,
                 std::time::Duration::ZERO,
             )
             .await

@@ -2,7 +2,7 @@
 //! timeouts and leases are tested against a scripted executor, and production ingests.
 
 use super::config::{JobConfig, RunSize};
-use crate::ingest::IngestStats;
+use crate::telemetry::IngestTally;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 #[async_trait::async_trait]
 pub trait JobExecutor: Send + Sync {
     /// Fetches `size` for `job`. When `stop` fires (timeout, shutdown, a lost lease) it stops
-    /// fetching, keeps what it has, and returns. Counts go to `progress`, which lives across the
+    /// fetching, keeps what it has, and returns. Counts go to `tally`, which lives across the
     /// run's attempts. `Err` is the attempt's failure, worded for the run history.
     async fn execute(
         &self,
@@ -18,6 +18,6 @@ pub trait JobExecutor: Send + Sync {
         run_id: &str,
         size: RunSize,
         stop: CancellationToken,
-        progress: Arc<IngestStats>,
+        tally: Arc<IngestTally>,
     ) -> Result<(), String>;
 }

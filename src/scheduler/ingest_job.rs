@@ -5,9 +5,10 @@ use super::config::{JobConfig, RunSize};
 use super::executor::JobExecutor;
 use crate::config::Config;
 use crate::ingest::writer_lock::{WriterLock, WriterLockError};
-use crate::ingest::{IngestStats, Ingestor, Schedule, run_schedule};
+use crate::ingest::{Ingestor, Schedule, run_schedule};
 use crate::log::{AppendSignal, Log};
 use crate::pipeline::{build_source, lock_ingest, open_log};
+use crate::telemetry::IngestTally;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -92,7 +93,7 @@ impl JobExecutor for IngestJob {
         run_id: &str,
         size: RunSize,
         stop: CancellationToken,
-        progress: Arc<IngestStats>,
+        tally: Arc<IngestTally>,
     ) -> Result<(), String> {
         let describe = |err: anyhow::Error| crate::error_chain::describe(err.as_ref());
         let _lock = self.lock(&job.name, &stop).await?;
@@ -111,12 +112,12 @@ impl JobExecutor for IngestJob {
         )
         .await
         .map_err(|e| crate::error_chain::describe(&e))?
-        .with_stats(Arc::clone(&progress));
+        .with_tally(Arc::clone(&tally));
         let batch = u64::from(self.config.ingest.batch_size);
         let (max_pages, duration) = match size {
             // What earlier attempts of this run appended counts: a retry fetches the rest.
             RunSize::Users(users) => {
-                let left = users.saturating_sub(progress.records.load(Relaxed));
+                let left = users.saturating_sub(tally.records.load(Relaxed));
                 if left == 0 {
                     return Ok(());
                 }

@@ -11,8 +11,8 @@ use super::config::{JobConfig, RunSize};
 use super::executor::JobExecutor;
 use super::history::{History, Lease, RunRecord, RunStatus};
 use super::scheduler::Job;
-use crate::ingest::IngestStats;
-use crate::telemetry::events::{InternalEvent, JobRunStatus, RUN_API_ERRORS};
+use crate::telemetry::events::{InternalEvent, JobRunStatus};
+use crate::telemetry::tally::{ApiErrorTally, IngestTally, RUN_API_ERRORS};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -68,15 +68,14 @@ pub async fn execute_run(ctx: &RunContext, job: &Job, mut run: RunRecord) -> Opt
     // A manual run may ask for another number of users than the job's.
     let size = run.users_requested.map_or(job.size, RunSize::Users);
     let max_attempts = job.max_attempts();
-    let progress = Arc::new(IngestStats::default());
-    progress.fetched.store(run.users_fetched, Relaxed);
-    progress.records.store(run.users_published, Relaxed);
-    let api_errors = Arc::new(Mutex::new(run.api_errors.clone()));
+    // A run handed back by a shutdown resumes with what its earlier attempts did.
+    let tally = Arc::new(IngestTally::resumed(run.users_fetched, run.users_published));
+    let api_errors: ApiErrorTally = Arc::new(Mutex::new(run.api_errors.clone()));
     JobRunStatus::from(&run).emit();
     loop {
         let (result, stopped) =
-            attempt(ctx, &job.config, &mut run, size, &progress, &api_errors).await;
-        snapshot(&mut run, &progress, &api_errors);
+            attempt(ctx, &job.config, &mut run, size, &tally, &api_errors).await;
+        snapshot(&mut run, &tally, &api_errors);
         let now = ctx.clock.now();
         let complete = matches!(size, RunSize::Users(users) if run.users_published >= users);
         match (stopped, result) {
@@ -139,15 +138,15 @@ async fn attempt(
     job: &JobConfig,
     run: &mut RunRecord,
     size: RunSize,
-    progress: &Arc<IngestStats>,
-    api_errors: &Arc<Mutex<BTreeMap<String, u64>>>,
+    tally: &Arc<IngestTally>,
+    api_errors: &ApiErrorTally,
 ) -> (Result<(), String>, Option<Stop>) {
     let stop = CancellationToken::new();
     let run_id = run.run_id.clone();
     let execution = RUN_API_ERRORS.scope(
         Arc::clone(api_errors),
         ctx.executor
-            .execute(job, &run_id, size, stop.clone(), Arc::clone(progress)),
+            .execute(job, &run_id, size, stop.clone(), Arc::clone(tally)),
     );
     tokio::pin!(execution);
     let deadline = Instant::now() + job.timeout;
@@ -166,7 +165,7 @@ async fn attempt(
             () = tokio::time::sleep_until(deadline), if stopped.is_none() => tell(Stop::TimedOut, &mut stopped),
             () = ctx.shutdown.cancelled(), if stopped.is_none() => tell(Stop::Shutdown, &mut stopped),
             _ = heartbeat.tick() => {
-                snapshot(run, progress, api_errors);
+                snapshot(run, tally, api_errors);
                 if !heartbeat.beat(ctx, run).await {
                     tell(Stop::LeaseLost, &mut stopped);
                 }
@@ -275,13 +274,9 @@ async fn write(ctx: &RunContext, run: &RunRecord) -> Result<bool, String> {
     }
 }
 
-fn snapshot(
-    run: &mut RunRecord,
-    progress: &IngestStats,
-    api_errors: &Mutex<BTreeMap<String, u64>>,
-) {
-    run.users_fetched = progress.fetched.load(Relaxed);
-    run.users_published = progress.records.load(Relaxed);
+fn snapshot(run: &mut RunRecord, tally: &IngestTally, api_errors: &Mutex<BTreeMap<String, u64>>) {
+    run.users_fetched = tally.fetched.load(Relaxed);
+    run.users_published = tally.records.load(Relaxed);
     run.api_errors = api_errors
         .lock()
         .expect("the tally is only counted into")

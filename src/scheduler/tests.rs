@@ -7,7 +7,7 @@ use super::executor::JobExecutor;
 use super::history::{Admission, History, Lease, NewRun, SqliteRunHistory};
 use super::scheduler::{record_manual, run_manual};
 use super::*;
-use crate::ingest::IngestStats;
+use crate::telemetry::IngestTally;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,7 @@ impl JobExecutor for Scripted {
         run_id: &str,
         size: RunSize,
         stop: CancellationToken,
-        progress: Arc<IngestStats>,
+        tally: Arc<IngestTally>,
     ) -> Result<(), String> {
         let call = {
             let mut calls = self.calls.lock().unwrap();
@@ -49,8 +49,8 @@ impl JobExecutor for Scripted {
             calls.len()
         };
         let fetch = |users: u64| {
-            progress.fetched.fetch_add(users, Relaxed);
-            progress.records.fetch_add(users, Relaxed);
+            tally.fetched.fetch_add(users, Relaxed);
+            tally.records.fetch_add(users, Relaxed);
         };
         match self.script {
             Script::Succeed => {}
@@ -71,7 +71,7 @@ impl JobExecutor for Scripted {
             }
         }
         if let RunSize::Users(users) = size {
-            fetch(users.saturating_sub(progress.records.load(Relaxed)));
+            fetch(users.saturating_sub(tally.records.load(Relaxed)));
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! event. Labels are few and bounded (a component, an error type, a status code, a partition), so
 //! a long run cannot grow the number of series.
 
+use super::tally::{IngestTally, ProcessTally, RUN_API_ERRORS};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 /// Something that happened, told to the metrics and the log in one call.
@@ -54,6 +56,43 @@ impl InternalEvent for RecordsReceived {
     }
 }
 
+/// A page of `count` records fetched from the source: what ingest takes in.
+pub struct PageFetched<'a> {
+    pub page: u64,
+    pub count: usize,
+    pub tally: &'a IngestTally,
+}
+
+impl InternalEvent for PageFetched<'_> {
+    fn emit(self) {
+        tracing::trace!(page = self.page, count = self.count, "page fetched");
+        self.tally.fetched.fetch_add(self.count as u64, Relaxed);
+        metrics::counter!("userstream_records_received_total", "component" => Component::Ingest.as_str())
+            .increment(self.count as u64);
+    }
+}
+
+/// A fetched page's `count` records appended to the raw log, which now ends at `last_seq`.
+pub struct PageAppended<'a> {
+    pub count: u64,
+    pub last_seq: Option<u64>,
+    pub tally: &'a IngestTally,
+}
+
+impl InternalEvent for PageAppended<'_> {
+    fn emit(self) {
+        tracing::trace!(
+            count = self.count,
+            last_seq = self.last_seq,
+            "page appended"
+        );
+        self.tally.records.fetch_add(self.count, Relaxed);
+        if let Some(last_seq) = self.last_seq {
+            LogEnd { last_seq }.emit();
+        }
+    }
+}
+
 /// Records the broker acknowledged to the relay.
 pub struct RecordsPublished {
     pub count: usize,
@@ -86,18 +125,23 @@ impl InternalEvent for RecordsStored {
 }
 
 /// Records committed to the dead-letter queue; `error_type` is the kind of the first one's
-/// reason (a batch's letters are counted under it), `first_reason` its text.
+/// reason (a batch's letters are counted under it), `first_reason` its text. A processor counts
+/// them into its tally; the relay, which has none, letters records it cannot encode.
 pub struct RecordsDeadLettered<'a> {
     pub component: Component,
     pub error_type: &'static str,
     pub count: usize,
     pub first_reason: &'a str,
+    pub tally: Option<&'a ProcessTally>,
 }
 
 impl InternalEvent for RecordsDeadLettered<'_> {
     fn emit(self) {
         if self.count == 0 {
             return;
+        }
+        if let Some(tally) = self.tally {
+            tally.dead_letters.fetch_add(self.count as u64, Relaxed);
         }
         let component = self.component.as_str();
         tracing::warn!(component, error_type = self.error_type, count = self.count, first_reason = %self.first_reason, "records dead-lettered");
@@ -133,15 +177,75 @@ impl InternalEvent for RecordsFailed<'_> {
     }
 }
 
+/// A consumer waits for an unavailable schema registry to look up `schema_id`, and asks again
+/// after `retry_in` (the record in hand is neither stored nor dead-lettered meanwhile).
+pub struct RegistryRetry<'a> {
+    pub schema_id: u32,
+    pub attempt: u32,
+    pub retry_in: Duration,
+    pub error: &'a dyn std::fmt::Display,
+    /// `None` for `dlq redrive`, which does not wait.
+    pub tally: Option<&'a ProcessTally>,
+}
+
+impl InternalEvent for RegistryRetry<'_> {
+    fn emit(self) {
+        if let Some(tally) = self.tally {
+            tally.registry_retries.fetch_add(1, Relaxed);
+        }
+        RecordsFailed {
+            component: Component::Consumer,
+            error_type: "registry_unavailable",
+            count: 1,
+            attempt: self.attempt,
+            retry_in: self.retry_in,
+            error: self.error,
+        }
+        .emit();
+        tracing::debug!(
+            schema_id = self.schema_id,
+            "waiting for the schema registry"
+        );
+    }
+}
+
+/// A batch is done: its `rows` and dead letters committed (and a consumer's offsets after
+/// them), out of `records` taken in.
+pub struct BatchProcessed<'a> {
+    pub component: Component,
+    pub records: usize,
+    pub rows: usize,
+    pub tally: &'a ProcessTally,
+}
+
+impl InternalEvent for BatchProcessed<'_> {
+    fn emit(self) {
+        let component = self.component.as_str();
+        tracing::debug!(
+            component,
+            records = self.records,
+            rows = self.rows,
+            "batch processed"
+        );
+        self.tally.records.fetch_add(self.records as u64, Relaxed);
+        self.tally.rows.fetch_add(self.rows as u64, Relaxed);
+        metrics::counter!("userstream_batches_processed_total", "component" => component)
+            .increment(1);
+    }
+}
+
 /// Fetch-to-commit latency of `count` records fetched together (one page shares a fetch time).
-pub struct EndToEndLatency {
+pub struct EndToEndLatency<'a> {
     pub component: Component,
     pub latency: Duration,
     pub count: usize,
+    pub tally: &'a ProcessTally,
 }
 
-impl InternalEvent for EndToEndLatency {
+impl InternalEvent for EndToEndLatency<'_> {
     fn emit(self) {
+        self.tally
+            .record_latency(self.latency.as_micros() as u64, self.count);
         metrics::histogram!("userstream_end_to_end_latency_seconds", "component" => self.component.as_str())
             .record_many(self.latency.as_secs_f64(), self.count);
     }
@@ -206,12 +310,6 @@ impl InternalEvent for ApiRequest {
 /// API's outage answer).
 pub struct ApiError {
     pub error_type: &'static str,
-}
-
-tokio::task_local! {
-    /// The API errors of the scheduled run this task is executing, by kind: the run history
-    /// records them per run ([`crate::scheduler::runner`] sets it around each attempt).
-    pub static RUN_API_ERRORS: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>;
 }
 
 impl InternalEvent for ApiError {

@@ -101,6 +101,10 @@ fn describe() {
         "userstream_records_failed_total",
         "Records in an attempt that failed and will be retried (a store commit, an offset commit, a registry call), by error type."
     );
+    describe_counter!(
+        "userstream_batches_processed_total",
+        "Batches a processor or consumer finished: rows and dead letters committed (and a consumer's offsets after them)."
+    );
     describe_histogram!(
         "userstream_end_to_end_latency_seconds",
         Unit::Seconds,
@@ -123,6 +127,10 @@ fn describe() {
     describe_counter!(
         "userstream_api_requests_total",
         "Requests to the randomuser API, by HTTP status (or timeout, transport)."
+    );
+    describe_counter!(
+        "userstream_api_errors_total",
+        "API requests that failed, retried or not, by error type (an empty page counts, as the API's outage answer)."
     );
     describe_counter!(
         "userstream_api_retries_total",
@@ -172,6 +180,8 @@ fn register_known_series() {
     ];
     for component in [Processor, Consumer] {
         metrics::counter!("userstream_records_stored_total", "component" => component.as_str())
+            .absolute(0);
+        metrics::counter!("userstream_batches_processed_total", "component" => component.as_str())
             .absolute(0);
     }
     for (component, extra) in dead {

@@ -2,16 +2,19 @@
 //!
 //! Every counter, gauge and histogram is emitted by a named event in [`events`], which also
 //! writes the log line that goes with it, so a metric and its log line cannot drift apart (as in
-//! Vector's internal events). [`metrics`] installs the process-wide Prometheus recorder that the
+//! Vector's internal events). The same events count a run's own figures into its [`tally`], so a
+//! run's summary and the metrics cannot drift apart either. [`metrics`] installs the process-wide Prometheus recorder that the
 //! HTTP server's `/metrics` renders.
 
 pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod progress;
+pub mod tally;
 
 pub use logging::init_logging;
 pub use progress::{Processed, ProcessedCounts, spawn_progress};
+pub use tally::{IngestTally, ProcessTally};
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if the platform tells.
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -1,7 +1,6 @@
 //! Live progress of a run: a bar on a terminal, a line every 10 s in a log.
 
-use crate::ingest::IngestStats;
-use crate::process::ProcessStats;
+use super::tally::{IngestTally, ProcessTally};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -23,7 +22,7 @@ pub trait ProcessedCounts: Send + Sync + 'static {
     fn processed(&self) -> Processed;
 }
 
-impl ProcessedCounts for ProcessStats {
+impl ProcessedCounts for ProcessTally {
     fn processed(&self) -> Processed {
         Processed {
             records: self.records.load(Relaxed),
@@ -34,7 +33,7 @@ impl ProcessedCounts for ProcessStats {
 }
 
 /// A run's Kafka consumers together.
-impl ProcessedCounts for Vec<Arc<ProcessStats>> {
+impl ProcessedCounts for Vec<Arc<ProcessTally>> {
     fn processed(&self) -> Processed {
         self.iter()
             .map(|s| s.processed())
@@ -49,7 +48,7 @@ impl ProcessedCounts for Vec<Arc<ProcessStats>> {
 /// Reports pipeline progress until `done` fires: a bar on a terminal, a log line every 10 s
 /// otherwise (so service logs show life without drowning in lines).
 pub fn spawn_progress(
-    ingest: Arc<IngestStats>,
+    ingest: Arc<IngestTally>,
     process: Arc<dyn ProcessedCounts>,
     total: Option<u64>,
     done: CancellationToken,

@@ -181,15 +181,15 @@ pub fn spawn_processor(
     cancel: &CancellationToken,
 ) -> (
     tokio::task::JoinHandle<Result<(), userstream::bus::kafka::KafkaPathError>>,
-    Arc<userstream::process::ProcessStats>,
+    Arc<userstream::telemetry::ProcessTally>,
 ) {
     let store = SqliteStore::open(&dir.join("store.db")).unwrap();
     let mut processor = KafkaProcessor::new(Arc::new(store), options).unwrap();
-    let stats = processor.stats();
+    let tally = processor.tally();
     let cancel = cancel.clone();
     (
         tokio::spawn(async move { processor.run(&cancel).await }),
-        stats,
+        tally,
     )
 }
 
@@ -285,13 +285,13 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
     assert_eq!(spawn_relay(relay).await.unwrap() as u64, users - 2000);
 
     let cancel = CancellationToken::new();
-    let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
+    let (run, tally) = spawn_processor(dir.path(), &options, &cancel);
     wait_until("every user stored", || {
         super::count(&dir.path().join("store.db"), "created_users") == users
     })
     .await;
     wait_until("the poison message dead-lettered", || {
-        stats.dead_letters.load(Relaxed) == 1
+        tally.dead_letters.load(Relaxed) == 1
     })
     .await;
     cancel.cancel();
@@ -528,14 +528,14 @@ pub async fn registry_outage_dead_letters_nothing(cluster: &KafkaCluster, name: 
     options.registry_url = format!("http://{}", proxy.addr);
 
     let cancel = CancellationToken::new();
-    let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
+    let (run, tally) = spawn_processor(dir.path(), &options, &cancel);
     wait_until("the consumer retried the unreachable registry", || {
-        stats.registry_retries.load(Relaxed) >= 2
+        tally.registry_retries.load(Relaxed) >= 2
     })
     .await;
     let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     assert_eq!(watch.count().await.unwrap(), 0);
-    assert_eq!(stats.dead_letters.load(Relaxed), 0);
+    assert_eq!(tally.dead_letters.load(Relaxed), 0);
 
     proxy.set_down(false);
     wait_until("every user stored", || {
@@ -544,7 +544,7 @@ pub async fn registry_outage_dead_letters_nothing(cluster: &KafkaCluster, name: 
     .await;
     cancel.cancel();
     run.await.unwrap().unwrap();
-    assert_eq!(stats.dead_letters.load(Relaxed), 0);
+    assert_eq!(tally.dead_letters.load(Relaxed), 0);
     assert_eq!(published(&options, &options.dlq_topic), 0);
 }
 
@@ -622,11 +622,11 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let (run, stats) = spawn_processor(dir.path(), &options, &cancel);
+    let (run, tally) = spawn_processor(dir.path(), &options, &cancel);
     let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     wait_until("every user stored and the late one dead-lettered", || {
         super::count(&dir.path().join("store.db"), "created_users") == users
-            && stats.dead_letters.load(Relaxed) == 1
+            && tally.dead_letters.load(Relaxed) == 1
     })
     .await;
     cancel.cancel();

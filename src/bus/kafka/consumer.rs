@@ -12,12 +12,13 @@ use super::rebalance::RebalanceWatch;
 use super::{KafkaOptions, KafkaPathError};
 use crate::avro::{decode_frame, decode_user};
 use crate::model::row::fetch_timestamp;
-use crate::process::core::{ProcessStats, ProcessingCore, commit_backoff};
+use crate::process::core::{ProcessingCore, commit_backoff};
 use crate::process::transform;
 use crate::registry::RegistryClient;
 use crate::registry::client::ClientError;
 use crate::sink::{AnyStore, Commit, DeadLetter};
-use crate::telemetry::events::{Component, InternalEvent, RecordsFailed};
+use crate::telemetry::ProcessTally;
+use crate::telemetry::events::{Component, InternalEvent, RecordsFailed, RegistryRetry};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -25,7 +26,6 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +101,6 @@ pub struct KafkaProcessor {
     options: KafkaOptions,
     /// Store commits, counting and telling, shared with the embedded processor.
     core: ProcessingCore,
-    stats: Arc<ProcessStats>,
     /// `process.commit_attempts`: offset commits are retried like store commits.
     commit_attempts: u32,
 }
@@ -133,7 +132,6 @@ impl KafkaProcessor {
             registry: RegistryClient::new(&options.registry_url),
             sink,
             options: options.clone(),
-            stats: core.stats(),
             core,
             commit_attempts,
         })
@@ -144,12 +142,11 @@ impl KafkaProcessor {
     pub fn with_commit_attempts(mut self, attempts: u32) -> Self {
         self.commit_attempts = attempts;
         self.core = ProcessingCore::new(Component::Consumer, attempts);
-        self.stats = self.core.stats();
         self
     }
 
-    pub fn stats(&self) -> Arc<ProcessStats> {
-        Arc::clone(&self.stats)
+    pub fn tally(&self) -> Arc<ProcessTally> {
+        Arc::clone(self.core.tally())
     }
 
     /// Consumes until `cancel`, finishing and committing the batch in hand first.
@@ -274,7 +271,7 @@ impl KafkaProcessor {
                 &self.registry,
                 message.payload().unwrap_or_default(),
                 fetch_timestamp(fetched_at.unwrap_or(0)),
-                &self.stats.registry_retries,
+                self.core.tally(),
             )
             .await?
             {
@@ -497,16 +494,18 @@ async fn decode(
     registry: &RegistryClient,
     payload: &[u8],
     fetched_at: chrono::DateTime<chrono::Utc>,
-    retries: &AtomicU64,
+    tally: &ProcessTally,
 ) -> Result<Result<crate::model::UserRow, Rejected>, KafkaPathError> {
-    Ok(decode_record(registry, payload, retries, UNREACHABLE_LIMIT)
-        .await?
-        .and_then(|record| {
-            transform(&record, fetched_at).map_err(|e| Rejected {
-                error_type: e.kind(),
-                reason: e.to_string(),
-            })
-        }))
+    Ok(
+        decode_record(registry, payload, Some(tally), UNREACHABLE_LIMIT)
+            .await?
+            .and_then(|record| {
+                transform(&record, fetched_at).map_err(|e| Rejected {
+                    error_type: e.kind(),
+                    reason: e.to_string(),
+                })
+            }),
+    )
 }
 
 /// Payload -> the JSON record it carries, or (inner `Err`) why it is poison; as [`decode`],
@@ -516,7 +515,7 @@ async fn decode(
 pub async fn decode_record(
     registry: &RegistryClient,
     payload: &[u8],
-    retries: &AtomicU64,
+    tally: Option<&ProcessTally>,
     patience: Duration,
 ) -> Result<Result<String, Rejected>, KafkaPathError> {
     let rejected = |error_type, reason| Ok(Err(Rejected { error_type, reason }));
@@ -524,7 +523,7 @@ pub async fn decode_record(
         Ok(frame) => frame,
         Err(err) => return rejected("not_avro", err.to_string()),
     };
-    let writer = match writer_schema(registry, schema_id, retries, patience).await? {
+    let writer = match writer_schema(registry, schema_id, tally, patience).await? {
         Ok(writer) => writer,
         Err(err) => {
             return rejected(
@@ -547,7 +546,7 @@ pub async fn decode_record(
 async fn writer_schema(
     registry: &RegistryClient,
     id: u32,
-    retries: &AtomicU64,
+    tally: Option<&ProcessTally>,
     patience: Duration,
 ) -> Result<Result<std::sync::Arc<apache_avro::Schema>, ClientError>, KafkaPathError> {
     let started = std::time::Instant::now();
@@ -561,17 +560,14 @@ async fn writer_schema(
             }
             Err(err) => {
                 let wait = commit_backoff(attempt);
-                tracing::debug!(schema_id = id, "waiting for the schema registry");
-                RecordsFailed {
-                    component: Component::Consumer,
-                    error_type: "registry_unavailable",
-                    count: 1,
+                RegistryRetry {
+                    schema_id: id,
                     attempt,
                     retry_in: wait,
                     error: &err,
+                    tally,
                 }
                 .emit();
-                retries.fetch_add(1, Relaxed);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

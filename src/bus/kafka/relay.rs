@@ -172,6 +172,7 @@ impl Relay {
                 error_type,
                 count: refused.len(),
                 first_reason: &first.reason,
+                tally: None,
             }
             .emit();
         }
