@@ -12,7 +12,6 @@ use crate::supervisor::{Ended, Supervisor, stopped_early};
 use crate::telemetry::ProcessedCounts;
 use anyhow::Context;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -62,15 +61,9 @@ pub async fn run_kafka_pipeline(
     tracing::info!(topic = %options.topic, schema_id, brokers = ?options.brokers, "Kafka pipeline started");
 
     let ingest_done = CancellationToken::new();
-    let published = Arc::new(AtomicU64::new(0));
     tasks.spawn(
         RELAY_TASK,
-        relay_until_done(
-            relay,
-            signal.clone(),
-            ingest_done.clone(),
-            published.clone(),
-        ),
+        relay_until_done(relay, signal.clone(), ingest_done.clone()),
     );
     let drain = CancellationToken::new();
     let processor_count = processors.len();
@@ -115,11 +108,8 @@ pub async fn run_kafka_pipeline(
     if let Some(progress) = progress {
         let _ = progress.await;
     }
-    tracing::info!(
-        published = published.load(Relaxed),
-        "relay and consumers drained"
-    );
     let processed = tallies.processed();
+    tracing::info!(processed = processed.records, "relay and consumers drained");
     Ok(RunSummary {
         ingest: ingest.context("ingesting")?,
         process: ProcessSummary {
@@ -141,13 +131,11 @@ async fn relay_until_done(
     mut relay: Relay,
     signal: AppendSignal,
     done: CancellationToken,
-    published: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     loop {
         // Read `done` before relaying: if it was set, this pass sees every record.
         let finishing = done.is_cancelled();
         let n = relay.relay_batch().await?;
-        published.fetch_add(n as u64, Relaxed);
         if n == 0 {
             if finishing {
                 return Ok(());

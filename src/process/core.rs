@@ -1,7 +1,7 @@
 //! The processing core both processors share: the embedded one, reading the raw log, and each
 //! Kafka consumer-group member. Whatever the input, a batch ends the same way: its rows and dead
-//! letters are committed to the store with the same retries, and the same counters, events and
-//! latency record what happened. (The two run loops used to carry their own copies of this, and
+//! letters are committed to the store with the same retries, and the same events record what
+//! happened, in the metrics and in the processor's tally. (The two run loops used to carry their own copies of this, and
 //! had drifted: one retried store commits and the other did not.)
 
 use crate::sink::{Commit, Sink, SinkError};
@@ -102,7 +102,7 @@ impl ProcessingCore {
         Ok(())
     }
 
-    /// A batch is done (committed, and for a consumer its offsets too): `records` taken in,
+    /// A batch is done (committed, and for a consumer its offsets tried): `records` taken in,
     /// `rows` stored, `dead` dead-lettered (the first of kind `dead_type`, reason
     /// `first_reason`), and the fetch times of the records whose latency is known.
     pub fn done(

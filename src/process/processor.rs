@@ -12,8 +12,8 @@ use crate::log::{AppendSignal, Log, LogError, LogRecord};
 use crate::model::UserRow;
 use crate::model::row::fetch_timestamp;
 use crate::sink::{AnyStore, Commit, DeadLetter, SinkError};
-use crate::telemetry::ProcessTally;
 use crate::telemetry::events::{Component, InternalEvent, LogEnd, ReaderPosition};
+use crate::telemetry::{ProcessTally, ProcessedCounts};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,6 @@ impl Processor {
             position,
         }
         .emit();
-        let (mut records, mut rows_total, mut dead_total) = (0u64, 0u64, 0u64);
         let limit = self.config.batch_size;
         // The next batch, read and transformed while the one before it was committed.
         let mut upcoming: Option<Prepared> = None;
@@ -160,18 +159,18 @@ impl Processor {
             }
             .emit();
             position = end;
-            records += batch.len() as u64;
-            rows_total += batch_rows.len() as u64;
-            dead_total += dead.len() as u64;
             spare = batch;
             upcoming = Some(next?);
         }
+        // The tally is this processor's own, and a processor runs once.
+        let tally = self.core.tally();
+        let processed = tally.processed();
         Ok(ProcessSummary {
-            records,
-            rows: rows_total,
-            dead_letters: dead_total,
+            records: processed.records,
+            rows: processed.rows,
+            dead_letters: processed.dead_letters,
             position,
-            latency_micros: self.core.tally().latency_micros(),
+            latency_micros: tally.latency_micros(),
         })
     }
 }

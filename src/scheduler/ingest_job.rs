@@ -10,7 +10,6 @@ use crate::log::{AppendSignal, Log};
 use crate::pipeline::{build_source, lock_ingest, open_log};
 use crate::telemetry::IngestTally;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -117,7 +116,7 @@ impl JobExecutor for IngestJob {
         let (max_pages, duration) = match size {
             // What earlier attempts of this run appended counts: a retry fetches the rest.
             RunSize::Users(users) => {
-                let left = users.saturating_sub(tally.records.load(Relaxed));
+                let left = users.saturating_sub(tally.records());
                 if left == 0 {
                     return Ok(());
                 }

@@ -13,8 +13,6 @@ use super::history::{History, Lease, RunRecord, RunStatus};
 use super::scheduler::Job;
 use crate::telemetry::events::{InternalEvent, JobRunStatus};
 use crate::telemetry::tally::{ApiErrorTally, IngestTally, RUN_API_ERRORS};
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -274,9 +272,9 @@ async fn write(ctx: &RunContext, run: &RunRecord) -> Result<bool, String> {
     }
 }
 
-fn snapshot(run: &mut RunRecord, tally: &IngestTally, api_errors: &Mutex<BTreeMap<String, u64>>) {
-    run.users_fetched = tally.fetched.load(Relaxed);
-    run.users_published = tally.records.load(Relaxed);
+fn snapshot(run: &mut RunRecord, tally: &IngestTally, api_errors: &ApiErrorTally) {
+    run.users_fetched = tally.fetched();
+    run.users_published = tally.records();
     run.api_errors = api_errors
         .lock()
         .expect("the tally is only counted into")

@@ -8,6 +8,7 @@ use super::history::{Admission, History, Lease, NewRun, SqliteRunHistory};
 use super::scheduler::{record_manual, run_manual};
 use super::*;
 use crate::telemetry::IngestTally;
+use crate::telemetry::events::{InternalEvent, PageAppended, PageFetched};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -48,9 +49,20 @@ impl JobExecutor for Scripted {
             calls.push(run_id.to_owned());
             calls.len()
         };
+        // Counted as the ingest counts: through the events.
         let fetch = |users: u64| {
-            tally.fetched.fetch_add(users, Relaxed);
-            tally.records.fetch_add(users, Relaxed);
+            PageFetched {
+                page: call as u64,
+                count: users as usize,
+                tally: &tally,
+            }
+            .emit();
+            PageAppended {
+                count: users,
+                last_seq: None,
+                tally: &tally,
+            }
+            .emit();
         };
         match self.script {
             Script::Succeed => {}
@@ -71,7 +83,7 @@ impl JobExecutor for Scripted {
             }
         }
         if let RunSize::Users(users) = size {
-            fetch(users.saturating_sub(tally.records.load(Relaxed)));
+            fetch(users.saturating_sub(tally.records()));
         }
         Ok(())
     }

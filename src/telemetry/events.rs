@@ -38,7 +38,8 @@ impl Component {
     }
 }
 
-/// Records taken in: fetched (ingest), read from the log (processor, relay) or consumed.
+/// Records taken in: fetched (ingest, through [`PageFetched`]), read from the log (processor,
+/// relay) or consumed.
 pub struct RecordsReceived {
     pub component: Component,
     pub count: usize,
@@ -67,8 +68,11 @@ impl InternalEvent for PageFetched<'_> {
     fn emit(self) {
         tracing::trace!(page = self.page, count = self.count, "page fetched");
         self.tally.fetched.fetch_add(self.count as u64, Relaxed);
-        metrics::counter!("userstream_records_received_total", "component" => Component::Ingest.as_str())
-            .increment(self.count as u64);
+        RecordsReceived {
+            component: Component::Ingest,
+            count: self.count,
+        }
+        .emit();
     }
 }
 
@@ -209,8 +213,9 @@ impl InternalEvent for RegistryRetry<'_> {
     }
 }
 
-/// A batch is done: its `rows` and dead letters committed (and a consumer's offsets after
-/// them), out of `records` taken in.
+/// A batch is done: its `rows` and dead letters committed, out of `records` taken in (a
+/// consumer has also tried its offsets: see [`ProcessTally`] for a batch whose offsets a
+/// rebalance took).
 pub struct BatchProcessed<'a> {
     pub component: Component,
     pub records: usize,

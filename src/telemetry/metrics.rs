@@ -103,7 +103,7 @@ fn describe() {
     );
     describe_counter!(
         "userstream_batches_processed_total",
-        "Batches a processor or consumer finished: rows and dead letters committed (and a consumer's offsets after them)."
+        "Batches a processor or consumer finished: rows and dead letters committed."
     );
     describe_histogram!(
         "userstream_end_to_end_latency_seconds",

@@ -2,9 +2,9 @@
 //!
 //! Every counter, gauge and histogram is emitted by a named event in [`events`], which also
 //! writes the log line that goes with it, so a metric and its log line cannot drift apart (as in
-//! Vector's internal events). The same events count a run's own figures into its [`tally`], so a
-//! run's summary and the metrics cannot drift apart either. [`metrics`] installs the process-wide Prometheus recorder that the
-//! HTTP server's `/metrics` renders.
+//! Vector's internal events). The same events count a run's own figures into its [`tally`], so
+//! a run's figures and the metrics cannot drift apart either. [`metrics`] installs the
+//! process-wide Prometheus recorder that the HTTP server's `/metrics` renders.
 
 pub mod events;
 pub mod logging;

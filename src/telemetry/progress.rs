@@ -36,7 +36,7 @@ impl ProcessedCounts for ProcessTally {
 impl ProcessedCounts for Vec<Arc<ProcessTally>> {
     fn processed(&self) -> Processed {
         self.iter()
-            .map(|s| s.processed())
+            .map(|tally| tally.processed())
             .fold(Processed::default(), |sum, p| Processed {
                 records: sum.records + p.records,
                 rows: sum.rows + p.rows,
@@ -84,15 +84,15 @@ pub fn spawn_progress(
                 () = done.cancelled() => true,
                 _ = ticker.tick() => false,
             };
-            let fetched = ingest.records.load(Relaxed);
+            let ingested = ingest.records();
             let Processed {
                 records: processed,
                 rows,
                 dead_letters,
             } = process.processed();
             let message = format!(
-                "fetched {fetched}, stored {rows}, dead-lettered {dead_letters}, lag {}",
-                fetched.saturating_sub(processed)
+                "ingested {ingested}, stored {rows}, dead-lettered {dead_letters}, lag {}",
+                ingested.saturating_sub(processed)
             );
             match &bar {
                 Some(bar) => {

@@ -9,17 +9,18 @@
 
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// What an ingest run has done so far. Failed and empty pages are counted by the schedule's
-/// summary and the API's metrics.
+/// What an ingest run has done so far. (Failed requests and empty pages are the API's metrics,
+/// and a scheduled run's [`ApiErrorTally`].)
 #[derive(Debug, Default)]
 pub struct IngestTally {
     /// Records appended to the log.
-    pub records: AtomicU64,
-    /// Records the source handed back (one page more than `records` when an append failed).
-    pub fetched: AtomicU64,
+    pub(super) records: AtomicU64,
+    /// Records the source handed back. More than `records` once an append has failed: the page
+    /// it held and the page read ahead meanwhile were fetched, and are fetched again.
+    pub(super) fetched: AtomicU64,
 }
 
 impl IngestTally {
@@ -30,22 +31,31 @@ impl IngestTally {
             fetched: AtomicU64::new(fetched),
         }
     }
+
+    pub fn records(&self) -> u64 {
+        self.records.load(Relaxed)
+    }
+
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Relaxed)
+    }
 }
 
 /// What a processor (the embedded one, or one Kafka consumer) has done so far.
 #[derive(Debug)]
 pub struct ProcessTally {
-    /// Records whose batch is done: its rows and dead letters committed, and for a consumer its
-    /// offsets too. A batch dropped on a rebalance is not counted, so this ends equal to the
-    /// records processed, however often some were read.
-    pub records: AtomicU64,
-    /// Rows committed to the store.
-    pub rows: AtomicU64,
+    /// Records whose batch is done: its rows and dead letters committed. A batch a consumer
+    /// drops on a rebalance before committing it is not counted. One whose offsets were lost to
+    /// a rebalance after its rows were stored is counted again by the member that redoes it
+    /// (the store keeps its rows once), so a Kafka run may count more than was ingested.
+    pub(super) records: AtomicU64,
+    /// Rows committed to the store, by batches counted in `records`.
+    pub(super) rows: AtomicU64,
     /// Records committed to the dead-letter queue.
-    pub dead_letters: AtomicU64,
+    pub(super) dead_letters: AtomicU64,
     /// Schema-registry lookups retried because the registry was unavailable (an outage ridden
     /// out rather than good data dead-lettered).
-    pub registry_retries: AtomicU64,
+    pub(super) registry_retries: AtomicU64,
     /// Fetch-to-commit latency of every record, in microseconds (1 µs to 1 hour at 3
     /// significant digits; anything slower is clamped, not lost). Prometheus' histogram has
     /// fixed buckets; the bench reports exact percentiles from this one.
@@ -67,6 +77,10 @@ impl Default for ProcessTally {
 }
 
 impl ProcessTally {
+    pub fn registry_retries(&self) -> u64 {
+        self.registry_retries.load(Relaxed)
+    }
+
     /// A copy of the latency histogram so far.
     pub fn latency_micros(&self) -> Histogram<u64> {
         self.latency_micros
@@ -100,7 +114,6 @@ mod tests {
     use super::*;
     use crate::telemetry::events::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
     /// The counter `name` with `component` = `value`, as a recorder saw it.

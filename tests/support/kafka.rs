@@ -12,7 +12,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use userstream::avro::USER_SCHEMA;
@@ -23,6 +22,7 @@ use userstream::log::{AppendSignal, RawLog, SqliteLog};
 use userstream::registry::{RegistryClient, RegistryStore, server};
 use userstream::sink::{SqliteStore, UserQuery};
 use userstream::source::GeneratorSource;
+use userstream::telemetry::ProcessedCounts;
 
 /// The shared single-node cluster, started off the test's runtime (start-up blocks).
 pub async fn shared_cluster() -> &'static KafkaCluster {
@@ -291,7 +291,7 @@ pub async fn exact_counts_and_poison(cluster: &KafkaCluster, name: &str) {
     })
     .await;
     wait_until("the poison message dead-lettered", || {
-        tally.dead_letters.load(Relaxed) == 1
+        tally.processed().dead_letters == 1
     })
     .await;
     cancel.cancel();
@@ -530,12 +530,12 @@ pub async fn registry_outage_dead_letters_nothing(cluster: &KafkaCluster, name: 
     let cancel = CancellationToken::new();
     let (run, tally) = spawn_processor(dir.path(), &options, &cancel);
     wait_until("the consumer retried the unreachable registry", || {
-        tally.registry_retries.load(Relaxed) >= 2
+        tally.registry_retries() >= 2
     })
     .await;
     let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     assert_eq!(watch.count().await.unwrap(), 0);
-    assert_eq!(tally.dead_letters.load(Relaxed), 0);
+    assert_eq!(tally.processed().dead_letters, 0);
 
     proxy.set_down(false);
     wait_until("every user stored", || {
@@ -544,7 +544,7 @@ pub async fn registry_outage_dead_letters_nothing(cluster: &KafkaCluster, name: 
     .await;
     cancel.cancel();
     run.await.unwrap().unwrap();
-    assert_eq!(tally.dead_letters.load(Relaxed), 0);
+    assert_eq!(tally.processed().dead_letters, 0);
     assert_eq!(published(&options, &options.dlq_topic), 0);
 }
 
@@ -626,7 +626,7 @@ pub async fn redrive_after_the_schema_is_registered(cluster: &KafkaCluster, name
     let watch = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     wait_until("every user stored and the late one dead-lettered", || {
         super::count(&dir.path().join("store.db"), "created_users") == users
-            && tally.dead_letters.load(Relaxed) == 1
+            && tally.processed().dead_letters == 1
     })
     .await;
     cancel.cancel();
