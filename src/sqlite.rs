@@ -3,7 +3,7 @@
 //! the same file at the same moment (`process --processors 3`, two schedulers), and each of them
 //! must then wait its turn rather than fail.
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,6 +57,48 @@ pub fn create_schema(conn: &mut Connection, batch: &str) -> rusqlite::Result<()>
     tx.commit()
 }
 
+/// A file written by a newer userstream, whose schema this binary does not know.
+#[derive(Debug)]
+pub struct NewerSchema {
+    pub found: i64,
+    pub supported: i64,
+}
+
+impl std::fmt::Display for NewerSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "schema version {} is newer than this binary's {}; upgrade userstream",
+            self.found, self.supported
+        )
+    }
+}
+
+/// Brings a versioned file's schema to `version`: reads `user_version`, refuses a newer one,
+/// runs `upgrade` with the version found (migrations, then the schema's `IF NOT EXISTS`
+/// statements, and whatever else must be read or written with them), sets `version`, and
+/// commits, all in one write transaction taken first, as in [`create_schema`]. A crash midway
+/// leaves the old version whole, and of processes opening the file at once one upgrades it and
+/// the others find it done.
+pub fn upgrade_schema<T>(
+    conn: &mut Connection,
+    version: i64,
+    upgrade: impl FnOnce(&Transaction, i64) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Result<T, NewerSchema>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > version {
+        return Ok(Err(NewerSchema {
+            found,
+            supported: version,
+        }));
+    }
+    let upgraded = upgrade(&tx, found)?;
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()?;
+    Ok(Ok(upgraded))
+}
+
 /// Which file a database path named when it was opened, to notice when the path later names
 /// another file, or none.
 ///
@@ -72,9 +114,9 @@ pub struct FileId {
 }
 
 impl FileId {
-    /// The file `path` names now.
-    pub fn of(path: &Path) -> std::io::Result<Self> {
-        let meta = std::fs::metadata(path)?;
+    /// The file `path` names now; `Err` says which path could not be read, and why.
+    pub fn of(path: &Path) -> Result<Self, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             dev: meta.dev(),
@@ -151,6 +193,26 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, "wal");
         }
+    }
+
+    #[test]
+    fn a_schema_is_upgraded_once_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("v.db")).unwrap();
+        let found = upgrade_schema(&mut conn, 2, |tx, found| {
+            tx.execute_batch("CREATE TABLE t (x INTEGER);")?;
+            Ok(found)
+        });
+        assert_eq!(found.unwrap().unwrap(), 0);
+        let again = upgrade_schema(&mut conn, 2, |_, found| Ok(found));
+        assert_eq!(again.unwrap().unwrap(), 2);
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let newer = upgrade_schema(&mut conn, 2, |_, _| -> rusqlite::Result<()> {
+            panic!("a newer schema must not be touched")
+        });
+        let refused = newer.unwrap().unwrap_err();
+        assert_eq!((refused.found, refused.supported), (3, 2));
+        assert!(refused.to_string().contains("upgrade userstream"));
     }
 
     #[test]

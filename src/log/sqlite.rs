@@ -70,40 +70,24 @@ impl SqliteLog {
         crate::sqlite::enable_wal(&conn).map_err(sql("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("set synchronous"))?;
-        // Version check, schema and log id in one write transaction, taken first (see
-        // `crate::sqlite::create_schema`): of processes opening a fresh log at once, one creates
-        // it and the others see it whole.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("begin schema upgrade"))?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql("read schema version"))?;
-        if version > SCHEMA_VERSION {
-            return Err(LogError::Incompatible {
-                path: path.display().to_string(),
-                reason: format!(
-                    "schema version {version} is newer than this binary's {SCHEMA_VERSION}; upgrade userstream"
-                ),
-            });
-        }
-        tx.execute_batch(SCHEMA).map_err(sql("create schema"))?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(sql("set schema version"))?;
-        let fresh_id = uuid::Uuid::new_v4().to_string();
-        tx.execute(
-            "INSERT OR IGNORE INTO log_meta (key, value) VALUES ('log_id', ?1)",
-            [&fresh_id],
-        )
-        .map_err(sql("store log id"))?;
-        let log_id = tx
-            .query_row("SELECT value FROM log_meta WHERE key = 'log_id'", [], |r| {
+        // The log id is given in the schema's transaction: of processes opening a fresh log at
+        // once, one creates it, id and all, and the others read that id.
+        let log_id = crate::sqlite::upgrade_schema(&mut conn, SCHEMA_VERSION, |tx, _| {
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO log_meta (key, value) VALUES ('log_id', ?1)",
+                [uuid::Uuid::new_v4().to_string()],
+            )?;
+            tx.query_row("SELECT value FROM log_meta WHERE key = 'log_id'", [], |r| {
                 r.get(0)
             })
-            .map_err(sql("read log id"))?;
-        tx.commit().map_err(sql("commit schema upgrade"))?;
-        let file = crate::sqlite::FileId::of(path)
-            .map_err(|e| LogError::FileGone(format!("{}: {e}", path.display())))?;
+        })
+        .map_err(sql("upgrade schema"))?
+        .map_err(|newer| LogError::Incompatible {
+            path: path.display().to_string(),
+            reason: newer.to_string(),
+        })?;
+        let file = crate::sqlite::FileId::of(path).map_err(LogError::FileGone)?;
         Ok(Self {
             conn: conn.into(),
             log_id,

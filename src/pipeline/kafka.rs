@@ -77,9 +77,9 @@ pub async fn run_kafka_pipeline(
     }
     let progress_done = CancellationToken::new();
     let _stop_progress = progress_done.clone().drop_guard();
-    let progress = show_progress.then(|| {
+    let progress = ingest.tally.filter(|_| show_progress).map(|tally| {
         crate::telemetry::spawn_progress(
-            ingest.tally,
+            tally,
             Arc::new(tallies.clone()),
             config.ingest.max_users,
             progress_done.clone(),
@@ -117,7 +117,7 @@ pub async fn run_kafka_pipeline(
             rows: processed.rows,
             dead_letters: processed.dead_letters,
             position: 0,
-            latency_micros: merged_latency(&tallies),
+            latency_micros: crate::telemetry::ProcessTally::merged_latency_micros(&tallies),
         },
         elapsed: started.elapsed(),
     })
@@ -147,15 +147,6 @@ async fn relay_until_done(
                 .await;
         }
     }
-}
-
-fn merged_latency(tallies: &[Arc<crate::telemetry::ProcessTally>]) -> hdrhistogram::Histogram<u64> {
-    let mut all =
-        hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-    for tally in tallies {
-        all.add(tally.latency_micros()).expect("same bounds");
-    }
-    all
 }
 
 /// Binds the embedded Schema Registry on `registry.listen` and returns it as a task to supervise:

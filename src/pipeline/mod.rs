@@ -208,9 +208,9 @@ pub(crate) fn spawn_processor(
 }
 
 /// The ingest side of a run, as a future that ends when ingest is done, and the tally the
-/// progress display reads.
+/// progress display reads: continuous ingest's. Jobs have none; their runs are in `jobs runs`.
 pub(crate) struct IngestSide<'a> {
-    pub tally: Arc<crate::telemetry::IngestTally>,
+    pub tally: Option<Arc<crate::telemetry::IngestTally>>,
     pub run: std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<ScheduleSummary>> + Send + 'a>,
     >,
@@ -233,7 +233,7 @@ pub(crate) async fn start_ingest<'a>(
             "ingest runs on the jobs' schedules"
         );
         return Ok(IngestSide {
-            tally: Arc::default(),
+            tally: None,
             run: Box::pin(async move {
                 let users = scheduler.run().await?;
                 Ok(ScheduleSummary {
@@ -263,7 +263,7 @@ pub(crate) async fn start_ingest<'a>(
     );
     let schedule = config.pipeline_schedule();
     Ok(IngestSide {
-        tally: ingestor.tally(),
+        tally: Some(ingestor.tally()),
         run: Box::pin(async move {
             let _lock = lock;
             Ok(run_schedule(&mut ingestor, &schedule, &cancel).await?)
@@ -289,8 +289,6 @@ pub async fn run_pipeline_with(
     show_progress: bool,
     jobs: Option<&jobs::Jobs>,
 ) -> anyhow::Result<RunSummary> {
-    // The progress display counts continuous ingest; a job's runs are in `jobs runs`.
-    let show_progress = show_progress && jobs.is_none();
     if config.kafka.brokers.is_some() {
         return kafka::run_kafka_pipeline(config, cancel, show_progress, jobs).await;
     }
@@ -308,9 +306,9 @@ pub async fn run_pipeline_with(
         "pipeline started"
     );
     let progress_done = CancellationToken::new();
-    let progress = show_progress.then(|| {
+    let progress = ingest.tally.filter(|_| show_progress).map(|tally| {
         crate::telemetry::spawn_progress(
-            ingest.tally,
+            tally,
             process_tally,
             config.ingest.max_users,
             progress_done.clone(),

@@ -106,33 +106,18 @@ impl SqliteStore {
         // batches instead of once per batch.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)
             .map_err(sql("set checkpoint interval"))?;
-        // The version is read and upgraded in one write transaction: a crash mid-migration
-        // leaves the old version whole, and of two processes opening an old store one migrates,
-        // the other then sees the new version.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("begin schema upgrade"))?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql("read schema version"))?;
-        if version > SCHEMA_VERSION {
-            return Err(SinkError::Incompatible {
-                path: path.display().to_string(),
-                reason: format!(
-                    "schema version {version} is newer than this binary's {SCHEMA_VERSION}; upgrade userstream"
-                ),
-            });
-        }
-        if version == 1 {
-            tx.execute_batch(MIGRATE_1_TO_2)
-                .map_err(sql("add the timestamp column"))?;
-        }
-        tx.execute_batch(SCHEMA).map_err(sql("create schema"))?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(sql("set schema version"))?;
-        tx.commit().map_err(sql("commit schema upgrade"))?;
-        let file = crate::sqlite::FileId::of(path)
-            .map_err(|e| SinkError::FileGone(format!("{}: {e}", path.display())))?;
+        crate::sqlite::upgrade_schema(&mut conn, SCHEMA_VERSION, |tx, found| {
+            if found == 1 {
+                tx.execute_batch(MIGRATE_1_TO_2)?;
+            }
+            tx.execute_batch(SCHEMA)
+        })
+        .map_err(sql("upgrade schema"))?
+        .map_err(|newer| SinkError::Incompatible {
+            path: path.display().to_string(),
+            reason: newer.to_string(),
+        })?;
+        let file = crate::sqlite::FileId::of(path).map_err(SinkError::FileGone)?;
         Ok(Self {
             conn: conn.into(),
             file,

@@ -69,11 +69,15 @@ impl Default for ProcessTally {
             rows: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             registry_retries: AtomicU64::new(0),
-            latency_micros: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
-            ),
+            latency_micros: Mutex::new(latency_histogram()),
         }
     }
+}
+
+/// 1 µs to 1 hour at 3 significant digits: the bounds every tally's latency shares, so that
+/// the histograms of a run's consumers merge.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
 impl ProcessTally {
@@ -87,6 +91,15 @@ impl ProcessTally {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The latency of several processors' records together (a run's Kafka consumers).
+    pub fn merged_latency_micros(tallies: &[Arc<ProcessTally>]) -> Histogram<u64> {
+        let mut all = latency_histogram();
+        for tally in tallies {
+            all.add(tally.latency_micros()).expect("same bounds");
+        }
+        all
     }
 
     /// Counts `count` records committed `micros` after they were fetched.

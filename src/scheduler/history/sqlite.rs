@@ -56,8 +56,7 @@ impl SqliteRunHistory {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("set synchronous"))?;
         crate::sqlite::create_schema(&mut conn, SCHEMA).map_err(sql("create schema"))?;
-        let file = crate::sqlite::FileId::of(path)
-            .map_err(|e| HistoryError::FileGone(format!("{}: {e}", path.display())))?;
+        let file = crate::sqlite::FileId::of(path).map_err(HistoryError::FileGone)?;
         Ok(Self {
             conn: conn.into(),
             file,
